@@ -1,0 +1,43 @@
+//! # rigl-core
+//!
+//! Sparsity as a decorator for any [Burn](https://burn.dev) module.
+//!
+//! ```
+//! use burn::nn::{Linear, LinearConfig};
+//! use burn::tensor::Device;
+//! use rigl_core::{Sparsify, SparsityConfig};
+//!
+//! let device = Device::default();
+//! let model: Linear = LinearConfig::new(128, 64).init(&device);
+//! let model = model.sparsify(SparsityConfig::erk(0.9))?;
+//! println!("{}", model.sparsity_report());
+//! # Ok::<(), rigl_core::SparsityError>(())
+//! ```
+//!
+//! - [`Sparsify`]: attach masks ([`SparseMask`], a Burn `Reparameterization`) with exact counts,
+//!   report, switch [`GradientMode`], save and load masks with the record.
+//! - [`SparsityConfig`]: global sparsity, [`Distribution`] (uniform, ER, ERK), first/last-layer
+//!   rules, custom per-layer sparsities, include/exclude patterns, [`MaskInit`], seed.
+//! - [`distribution`]: the reference's ER/ERK algorithm, exactly.
+//! - [`SparsityPlan`]: per-layer sparsities from shapes alone.
+
+pub mod config;
+pub mod distribution;
+pub mod error;
+pub mod init;
+pub mod io;
+pub mod layers;
+pub mod mask;
+pub mod pattern;
+pub mod plan;
+pub mod report;
+pub mod sparsify;
+
+pub use config::{MaskInit, SparsityConfig};
+pub use distribution::{Distribution, LayerShape, n_ones, n_zeros};
+pub use error::{Result, SparsityError};
+pub use layers::{KernelParam, kernel_params};
+pub use mask::{GradientMode, SparseMask};
+pub use plan::{LayerRole, PlannedLayer, SparsityPlan};
+pub use report::{LayerReport, SparsityReport};
+pub use sparsify::Sparsify;
