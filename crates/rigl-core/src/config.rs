@@ -17,6 +17,9 @@ pub enum MaskInit {
     /// Keep the `N - floor(s * N)` weights of largest magnitude (ties to the lower index), for
     /// sparsifying a trained model.
     Magnitude,
+    /// All ones: every selected weight is masked but active, for methods that choose the mask
+    /// later (SNIP, gradual pruning).
+    Dense,
 }
 
 /// Configuration of [`Sparsify::sparsify`](crate::Sparsify::sparsify).

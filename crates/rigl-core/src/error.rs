@@ -81,6 +81,28 @@ pub enum SparsityError {
         /// The paths, comma separated.
         paths: String,
     },
+    /// An updater was not given an input it needs.
+    #[error("`{path}`: the update needs {what}, which was not provided")]
+    MissingInput {
+        /// The parameter path.
+        path: String,
+        /// What is missing.
+        what: &'static str,
+    },
+    /// A sparse-training schedule or setting that cannot work.
+    #[error("invalid sparse-training setting: {0}")]
+    InvalidSetting(String),
+    /// The gradients handed to a step do not fit the model.
+    #[error(
+        "no gradient for `{path}`: pass the gradients of the model returned by the previous step"
+    )]
+    MissingGradient {
+        /// The parameter path.
+        path: String,
+    },
+    /// An optimizer state that cannot be read or rewritten.
+    #[error("optimizer state: {0}")]
+    OptimizerState(String),
     /// A path that names no sparse weight of the model.
     #[error("`{path}` is not a sparse weight of this model")]
     UnknownLayer {

@@ -21,6 +21,7 @@
 //! - [`distribution`]: the reference's ER/ERK algorithm, exactly.
 //! - [`SparsityPlan`]: per-layer sparsities from shapes alone.
 
+pub mod checkpoint;
 pub mod config;
 pub mod distribution;
 pub mod error;
@@ -28,11 +29,19 @@ pub mod init;
 pub mod io;
 pub mod layers;
 pub mod mask;
+pub mod optim_state;
 pub mod pattern;
 pub mod plan;
 pub mod report;
+pub mod schedule;
 pub mod sparsify;
+pub mod trainer;
+pub mod updater;
 
+#[cfg(test)]
+pub(crate) mod test_utils;
+
+pub use checkpoint::{Resumed, load_checkpoint, save_checkpoint};
 pub use config::{MaskInit, SparsityConfig};
 pub use distribution::{Distribution, LayerShape, n_ones, n_zeros};
 pub use error::{Result, SparsityError};
@@ -40,4 +49,7 @@ pub use layers::{KernelParam, kernel_params};
 pub use mask::{GradientMode, SparseMask};
 pub use plan::{LayerRole, PlannedLayer, SparsityPlan};
 pub use report::{LayerReport, SparsityReport};
+pub use schedule::{DropAnneal, UpdateSchedule};
 pub use sparsify::Sparsify;
+pub use trainer::{DstConfig, GrowInit, SparseTrainer, StepOutcome, TrainerState, UpdateStats};
+pub use updater::{MaskUpdater, Method};

@@ -93,13 +93,14 @@ pub trait Sparsify: Module + Sized {
         }
         let masked: Vec<_> = plan.layers.iter().filter(|l| l.masked).collect();
         let weights = match config.init {
-            MaskInit::Random => HashMap::new(),
+            MaskInit::Random | MaskInit::Dense => HashMap::new(),
             MaskInit::Magnitude => read_weights(self, masked.iter().map(|l| l.path.as_str())),
         };
         let mut masks = HashMap::new();
         for l in masked {
             let mask = match config.init {
                 MaskInit::Random => random_mask(config.seed, &l.path, 0, l.numel(), l.n_active)?,
+                MaskInit::Dense => vec![true; l.numel()],
                 MaskInit::Magnitude => {
                     let w = weights.get(&l.path).map(Vec::as_slice).unwrap_or(&[]);
                     magnitude_mask(&l.path, w, l.n_active)?
@@ -220,7 +221,7 @@ fn record_error(path: &Path, e: impl ToString) -> SparsityError {
     }
 }
 
-fn load_sparse_bytes<M: Module>(module: &M, bytes: Vec<u8>, origin: &str) -> Result<M> {
+pub(crate) fn load_sparse_bytes<M: Module>(module: &M, bytes: Vec<u8>, origin: &str) -> Result<M> {
     let err = |reason: String| SparsityError::Record {
         path: origin.to_string(),
         reason,
@@ -293,7 +294,7 @@ impl Reparameterizer for AttachMasks {
 }
 
 /// Reads the stored values of the weights at `paths`.
-fn read_weights<'a, M: Module>(
+pub(crate) fn read_weights<'a, M: Module>(
     module: &M,
     paths: impl Iterator<Item = &'a str>,
 ) -> HashMap<String, Vec<f32>> {

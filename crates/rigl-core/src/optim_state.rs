@@ -1,0 +1,88 @@
+//! Zeroing optimizer state at new connections.
+//!
+//! Burn's `ModuleOptimizer` keeps its per-parameter state private. Its public record is the way
+//! in: the state is serialised (`into_bytes`), every state tensor of an updated parameter that
+//! has the parameter's number of elements (SGD momentum, Adam/AdamW first and second moments,
+//! RMSProp's square average, ...) is zeroed at the reset positions, and the optimizer is rebuilt
+//! from the edited record (`from_bytes`). Scalars (e.g. Adam's step count) and the state of
+//! other parameters pass through unchanged.
+//!
+//! This works with every Burn optimizer whose state tensors have the parameter's shape, at the
+//! cost of one host copy of the whole optimizer state per mask update (measured in
+//! `benches/RESULTS.md`). State tensors of another size (factored second moments) are left
+//! alone.
+
+use crate::error::{Result, SparsityError};
+use burn::module::ParamId;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::{Bytes, DType, TensorData};
+use std::collections::HashMap;
+
+/// Zero, in `optim`'s state, every slot of the parameters in `resets` at the positions set in
+/// their flat mask. Returns the number of state tensors edited.
+///
+/// # Errors
+/// [`SparsityError::OptimizerState`] if the state cannot be serialised or read back.
+pub fn reset_optimizer_slots(
+    optim: &mut ModuleOptimizer,
+    resets: &HashMap<ParamId, Vec<bool>>,
+) -> Result<usize> {
+    if resets.values().all(|r| !r.iter().any(|&b| b)) {
+        return Ok(0);
+    }
+    let err = |e: &dyn ToString| SparsityError::OptimizerState(e.to_string());
+    let bytes = optim.into_bytes().map_err(|e| err(&e))?;
+    let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| err(&e))?;
+    let scalars = reader.scalars().clone();
+    let metadata = reader.metadata().clone();
+    let tensors = reader.into_tensors().map_err(|e| err(&e))?;
+    let by_id: HashMap<u64, &Vec<bool>> = resets.iter().map(|(id, r)| (id.val(), r)).collect();
+
+    let mut edited = 0;
+    let mut out = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let reset = t.param_id.and_then(|id| by_id.get(&id));
+        let numel: usize = t.shape.as_slice().iter().product();
+        match reset {
+            Some(reset) if numel == reset.len() && t.dtype.is_float() => {
+                let (name, dtype, shape, id, bytes) = t.into_parts().map_err(|e| err(&e))?;
+                let data = TensorData::from_bytes(bytes, shape.clone(), dtype);
+                let data = zero_at(data, reset).map_err(|e| err(&e))?;
+                let (bytes, _, dtype) = data.into_parts();
+                out.push(burn_pack::Tensor::new(name, dtype, shape, id, bytes));
+                edited += 1;
+            }
+            _ => out.push(t),
+        }
+    }
+    let mut writer = burn_pack::Writer::new(out);
+    for (k, v) in &scalars {
+        writer = writer.with_scalar(k, *v);
+    }
+    for (k, v) in &metadata {
+        writer = writer.with_metadata(k, v);
+    }
+    let bytes: Bytes = writer.into_bytes().map_err(|e| err(&e))?;
+    *optim = optim.clone().from_bytes(bytes).map_err(|e| err(&e))?;
+    Ok(edited)
+}
+
+fn zero_at(data: TensorData, reset: &[bool]) -> core::result::Result<TensorData, String> {
+    let shape = data.shape().clone();
+    let dtype = data.dtype();
+    let mut values: Vec<f32> = data
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))?;
+    for (v, r) in values.iter_mut().zip(reset) {
+        if *r {
+            *v = 0.0;
+        }
+    }
+    let data = TensorData::new(values, shape);
+    Ok(if dtype == DType::F32 {
+        data
+    } else {
+        data.convert_dtype(dtype)
+    })
+}

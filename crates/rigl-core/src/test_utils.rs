@@ -1,0 +1,69 @@
+//! Shared fixtures of the unit tests: a small MLP and deterministic batches.
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::GradientsParams;
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rigl_kernels::Philox;
+
+/// A three-layer MLP with ReLU.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub fc3: Linear,
+}
+
+impl Mlp {
+    pub fn new(dims: [usize; 4], device: &Device) -> Self {
+        Self {
+            fc1: LinearConfig::new(dims[0], dims[1]).init(device),
+            fc2: LinearConfig::new(dims[1], dims[2]).init(device),
+            fc3: LinearConfig::new(dims[2], dims[3]).init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let x = relu(self.fc1.forward(x));
+        let x = relu(self.fc2.forward(x));
+        self.fc3.forward(x)
+    }
+
+    /// The cross-entropy gradients of batch `index`.
+    pub fn grads(&self, index: u32, batch: usize, device: &Device) -> GradientsParams {
+        let (x, y) = batch_of(
+            index,
+            batch,
+            self.fc1.weight.shape()[0],
+            self.fc3.weight.shape()[1],
+            device,
+        );
+        let loss = CrossEntropyLossConfig::new()
+            .init(device)
+            .forward(self.forward(x), y);
+        GradientsParams::from_grads(loss.backward(), self)
+    }
+}
+
+/// A deterministic batch: Philox normals-ish inputs and labels.
+pub fn batch_of(
+    index: u32,
+    batch: usize,
+    d_in: usize,
+    classes: usize,
+    device: &Device,
+) -> (Tensor<2>, Tensor<1, Int>) {
+    let g = Philox::new(99);
+    let x: Vec<f32> = (0..(batch * d_in) as u64)
+        .map(|i| g.uniform(1, index, i) * 2.0 - 1.0)
+        .collect();
+    let y: Vec<i64> = (0..batch as u64)
+        .map(|i| (g.u32(2, index, i) % classes as u32) as i64)
+        .collect();
+    (
+        Tensor::from_data(TensorData::new(x, [batch, d_in]), device),
+        Tensor::from_data(TensorData::new(y, [batch]), device),
+    )
+}

@@ -1,0 +1,1222 @@
+//! [`SparseTrainer`]: dynamic sparse training in a hand-written Burn training loop.
+//!
+//! ```no_run
+//! # use burn::module::Module;
+//! # use burn::nn::{Linear, LinearConfig};
+//! # use burn::optim::{GradientsParams, SgdConfig};
+//! # use burn::tensor::{Device, Tensor};
+//! use rigl_core::{DstConfig, Method, SparseTrainer, SparsityConfig};
+//! # fn main() -> Result<(), rigl_core::SparsityError> {
+//! # let device = Device::default().autodiff();
+//! # let model: Linear = LinearConfig::new(8, 4).init(&device);
+//! # let batches: Vec<Tensor<2>> = vec![];
+//! let sparsity = SparsityConfig::erk(0.9);
+//! let dst = DstConfig::new(Method::Rigl).with_end_step(7500);
+//! let (mut model, mut trainer) = SparseTrainer::init(model, &sparsity, dst)?;
+//! let mut optim = SgdConfig::new().init();
+//! for x in batches {
+//!     let loss = model.forward(x).powi_scalar(2).mean();
+//!     let grads = GradientsParams::from_grads(loss.backward(), &model);
+//!     // Trains (or, on RigL's update steps, updates the mask) and returns the model in the
+//!     // gradient mode the next step needs.
+//!     model = trainer.step(model, &mut optim, 0.1, grads)?.model;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Semantics (the reference's, google-research/rigl)
+//! - Update steps follow [`UpdateSchedule`]; the drop fraction follows the chosen
+//!   [`DropAnneal`] (cosine uses the absolute step, as the reference does).
+//! - RigL (and SNIP) skip the optimizer step on an update iteration: that batch only updates
+//!   the mask and the step counter does not advance, so the same step number is seen again and
+//!   then trains normally. [`DstConfig::train_on_update_steps`] trains first instead.
+//! - SET, SNFS, `static_rezero` and gradual pruning take the optimizer step first, then update
+//!   the mask in the same iteration.
+//! - `n_prune = int(n_ones * drop_fraction)`; kept connections are excluded from growth; a
+//!   connection dropped and regrown in the same update keeps its weight and optimizer state;
+//!   new connections start at weight 0 ([`GrowInit::Zeros`]) with every optimizer slot zero.
+//! - The optimizer always sees masked gradients (zero at inactive positions), also on steps
+//!   where the model runs in [`GradientMode::Dense`] to expose the dense gradient.
+//!
+//! # Determinism and data parallelism
+//! Every mask decision is a pure function of the weights, of the gradients Burn has already
+//! reduced across devices (`GradientsParams` after a multi-device backward, or
+//! `ModuleOptimizer::step_multi`'s inputs), and of the counter-based generator keyed by
+//! `(seed, parameter path, step)`. There is no other random state, so replicas that apply the
+//! same reduced gradients make the same decisions, and a resumed run makes the decisions an
+//! uninterrupted run would have made.
+
+use crate::config::{MaskInit, SparsityConfig};
+use crate::error::{Result, SparsityError};
+use crate::layers::KernelParam;
+use crate::mask::{GradientMode, SparseMask, bools_to_host, floats_to_host};
+use crate::optim_state::reset_optimizer_slots;
+use crate::plan::SparsityPlan;
+use crate::schedule::{DropAnneal, UpdateSchedule};
+use crate::sparsify::{Sparsify, read_weights};
+use crate::updater::{LayerView, MaskUpdater, Method, UpdateContext};
+use burn::config::Config;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Bool, Tensor, TensorData};
+use rigl_kernels::{Philox, stream_id};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Weight given to new connections.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GrowInit {
+    /// Zero (the reference's default, `zeros`).
+    #[default]
+    Zeros,
+    /// Normal samples with this standard deviation from the counter-based generator (the
+    /// reference's `random_normal`).
+    RandomNormal(f64),
+}
+
+/// Configuration of dynamic sparse training, named after the reference's flags.
+#[derive(Config, Debug, PartialEq)]
+pub struct DstConfig {
+    /// The method.
+    pub method: Method,
+    /// First step at which masks may change (`begin_step`).
+    #[config(default = 0)]
+    pub begin_step: i64,
+    /// Last step (inclusive) at which masks may change (`end_step`); negative: never stops.
+    #[config(default = "-1")]
+    pub end_step: i64,
+    /// Steps between mask updates (`frequency`, delta T).
+    #[config(default = 100)]
+    pub frequency: i64,
+    /// Fraction of active connections dropped (and regrown) per update (`drop_fraction`).
+    #[config(default = 0.3)]
+    pub drop_fraction: f64,
+    /// Anneal of the drop fraction (`drop_fraction_anneal`).
+    #[config(default = "DropAnneal::Cosine")]
+    pub drop_anneal: DropAnneal,
+    /// Weight of new connections (`grow_init`).
+    #[config(default = "GrowInit::Zeros")]
+    pub grow_init: GrowInit,
+    /// Scales the run length: begin and end steps are multiplied by it
+    /// (`training_steps_multiplier`; scale learning-rate boundaries with the same factor).
+    #[config(default = 1.0)]
+    pub training_steps_multiplier: f64,
+    /// Take the optimizer step on RigL's (and SNIP's) update iterations too, instead of the
+    /// reference behaviour of skipping it.
+    #[config(default = false)]
+    pub train_on_update_steps: bool,
+    /// Allow a connection dropped in an update to be regrown in the same update (the
+    /// reference does; some implementations forbid it).
+    #[config(default = true)]
+    pub allow_regrow: bool,
+    /// Decay of SNFS's gradient moving average.
+    #[config(default = 0.9)]
+    pub snfs_decay: f64,
+}
+
+impl DstConfig {
+    /// Check the settings.
+    ///
+    /// # Errors
+    /// [`SparsityError::InvalidSetting`] for a frequency below 1, a drop fraction outside
+    /// `[0, 1]`, an end step before the begin step, a non-positive multiplier, an SNFS decay
+    /// outside `[0, 1)` or a non-finite grow-init deviation.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(SparsityError::InvalidSetting(m));
+        if self.frequency < 1 {
+            return bad(format!(
+                "frequency {} must be at least 1 step",
+                self.frequency
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.drop_fraction) {
+            return bad(format!(
+                "drop fraction {} is outside [0, 1]",
+                self.drop_fraction
+            ));
+        }
+        if self.begin_step < 0 {
+            return bad(format!("begin step {} is negative", self.begin_step));
+        }
+        if self.end_step >= 0 && self.end_step < self.begin_step {
+            return bad(format!(
+                "end step {} is before begin step {}",
+                self.end_step, self.begin_step
+            ));
+        }
+        if !(self.training_steps_multiplier.is_finite() && self.training_steps_multiplier > 0.0) {
+            return bad(format!(
+                "training-steps multiplier {} must be a positive number",
+                self.training_steps_multiplier
+            ));
+        }
+        if !(0.0..1.0).contains(&self.snfs_decay) {
+            return bad(format!("SNFS decay {} is outside [0, 1)", self.snfs_decay));
+        }
+        if let DropAnneal::ExponentialK(k) = self.drop_anneal
+            && !(k.is_finite() && k >= 0.0)
+        {
+            return bad(format!("exponential anneal power {k} must be >= 0"));
+        }
+        if let GrowInit::RandomNormal(std) = self.grow_init
+            && !(std.is_finite() && std >= 0.0)
+        {
+            return bad(format!("grow-init deviation {std} must be >= 0"));
+        }
+        if self.method == Method::Prune && self.end_step < 0 {
+            return bad("gradual pruning needs an end step".into());
+        }
+        Ok(())
+    }
+
+    /// The schedule in force: begin and end steps scaled by the multiplier.
+    pub fn schedule(&self) -> UpdateSchedule {
+        let m = self.training_steps_multiplier;
+        let scale = |s: i64| (s as f64 * m).round() as i64;
+        UpdateSchedule {
+            begin_step: scale(self.begin_step),
+            end_step: if self.end_step < 0 {
+                self.end_step
+            } else {
+                scale(self.end_step)
+            },
+            frequency: self.frequency,
+            drop_fraction: self.drop_fraction,
+            anneal: self.drop_anneal,
+        }
+    }
+}
+
+/// Counters of a sparse training run (all of its state but tensors).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// The step counter (optimizer steps taken).
+    pub step: i64,
+    /// The step of the last mask update.
+    pub last_update: i64,
+    /// Mask updates so far.
+    pub updates: u64,
+}
+
+/// One layer of an [`UpdateStats`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerUpdateStats {
+    /// Parameter path.
+    pub path: String,
+    /// Active connections after the update.
+    pub active: usize,
+    /// Connections switched on (or, for `static_rezero`, re-zeroed).
+    pub reset: usize,
+    /// Connections switched off.
+    pub dropped: usize,
+}
+
+/// What a mask update did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateStats {
+    /// Step of the update.
+    pub step: i64,
+    /// Drop fraction used.
+    pub drop_fraction: f64,
+    /// Per layer.
+    pub layers: Vec<LayerUpdateStats>,
+}
+
+impl UpdateStats {
+    /// Fraction of active connections that are new (reset) after this update.
+    pub fn changed_fraction(&self) -> f64 {
+        let active: usize = self.layers.iter().map(|l| l.active).sum();
+        let reset: usize = self.layers.iter().map(|l| l.reset).sum();
+        if active == 0 {
+            0.0
+        } else {
+            reset as f64 / active as f64
+        }
+    }
+}
+
+/// The result of [`SparseTrainer::step`].
+pub struct StepOutcome<M> {
+    /// The model, in the gradient mode the next step needs.
+    pub model: M,
+    /// Whether the optimizer step was taken.
+    pub trained: bool,
+    /// The mask update made at this step, if any.
+    pub update: Option<UpdateStats>,
+}
+
+/// Drives dynamic sparse training from a hand-written loop (see the module docs).
+pub struct SparseTrainer {
+    config: DstConfig,
+    sparsity: SparsityConfig,
+    plan: Option<SparsityPlan>,
+    updater: Option<Box<dyn MaskUpdater>>,
+    state: TrainerState,
+    averages: HashMap<String, Tensor<1>>,
+}
+
+impl core::fmt::Debug for SparseTrainer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SparseTrainer")
+            .field("config", &self.config)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl SparseTrainer {
+    /// Sparsify `model` for `dst.method` and return it, in the gradient mode of the first step,
+    /// with the trainer.
+    ///
+    /// Masks start random with exact counts (`scratch`, `static_rezero`, SET, SNFS, RigL; the
+    /// `init` of `sparsity` is honoured) or all ones (SNIP and gradual pruning, which choose
+    /// them later); dense training attaches none.
+    ///
+    /// # Errors
+    /// Invalid settings ([`DstConfig::validate`]) and every error of
+    /// [`Sparsify::sparsify_with_plan`].
+    pub fn init<M: Module>(
+        model: M,
+        sparsity: &SparsityConfig,
+        dst: DstConfig,
+    ) -> Result<(M, Self)> {
+        dst.validate()?;
+        sparsity.validate()?;
+        let (model, plan) = match dst.method {
+            Method::Dense => (model, None),
+            m => {
+                let mut cfg = sparsity.clone();
+                if m.starts_dense() {
+                    cfg.init = MaskInit::Dense;
+                }
+                let (model, plan) = model.sparsify_with_plan(&cfg)?;
+                (model, Some(plan))
+            }
+        };
+        let schedule = dst.schedule();
+        let trainer = Self {
+            updater: dst.method.updater(),
+            state: TrainerState {
+                step: 0,
+                last_update: schedule.initial_last_update(),
+                updates: 0,
+            },
+            config: dst,
+            sparsity: sparsity.clone(),
+            plan,
+            averages: HashMap::new(),
+        };
+        let model = trainer.with_next_mode(model);
+        Ok((model, trainer))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DstConfig {
+        &self.config
+    }
+
+    /// The sparsity configuration the masks were planned with.
+    pub fn sparsity_config(&self) -> &SparsityConfig {
+        &self.sparsity
+    }
+
+    /// The per-layer plan (`None` for dense training).
+    pub fn plan(&self) -> Option<&SparsityPlan> {
+        self.plan.as_ref()
+    }
+
+    /// The counters.
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    /// The step counter: optimizer steps taken so far.
+    pub fn step_count(&self) -> i64 {
+        self.state.step
+    }
+
+    /// Whether the next call to [`step`](Self::step) updates masks.
+    pub fn is_update_step(&self) -> bool {
+        let Some(u) = &self.updater else {
+            return false;
+        };
+        if !u.updates() || (u.one_shot() && self.state.updates > 0) {
+            return false;
+        }
+        self.config
+            .schedule()
+            .is_update_step(self.state.step, self.state.last_update)
+    }
+
+    /// The gradient mode the next forward pass must run in.
+    pub fn next_gradient_mode(&self) -> GradientMode {
+        match &self.updater {
+            Some(u) if u.needs_dense_gradient(self.is_update_step()) => GradientMode::Dense,
+            _ => GradientMode::Masked,
+        }
+    }
+
+    fn with_next_mode<M: Module>(&self, model: M) -> M {
+        if self.plan.is_none() {
+            return model;
+        }
+        let mode = self.next_gradient_mode();
+        match current_mode(&model) {
+            Some(m) if m == mode => model,
+            _ => model.with_gradient_mode(mode),
+        }
+    }
+
+    /// One training iteration after the backward pass: the optimizer step and/or the mask
+    /// update the schedule calls for (see the module docs), then the model in the gradient
+    /// mode the next step needs.
+    ///
+    /// `grads` must be the gradients of `model` as returned by the previous call (or by
+    /// [`init`](Self::init)).
+    ///
+    /// # Errors
+    /// [`SparsityError::InvalidSetting`] when the model runs in masked-gradient mode on a step
+    /// that needs the dense gradient, [`SparsityError::MissingGradient`] when a masked weight
+    /// has no gradient while one is needed, selection errors (NaN weights or scores) and
+    /// optimizer-state errors.
+    pub fn step<M: Module>(
+        &mut self,
+        model: M,
+        optim: &mut ModuleOptimizer,
+        lr: impl Into<ModuleLearningRate>,
+        mut grads: GradientsParams,
+    ) -> Result<StepOutcome<M>> {
+        let Some(updater) = &self.updater else {
+            let model = optim.step(lr, model, grads);
+            self.state.step += 1;
+            return Ok(StepOutcome {
+                model,
+                trained: true,
+                update: None,
+            });
+        };
+        let t = self.state.step;
+        let is_update = self.is_update_step();
+        let needs_dense = updater.needs_dense_gradient(is_update);
+        let layers = model.sparse_layers();
+        let mode = current_mode(&model).unwrap_or(GradientMode::Masked);
+        if needs_dense && mode != GradientMode::Dense {
+            return Err(SparsityError::InvalidSetting(format!(
+                "step {t} needs the dense gradient but the model runs in masked-gradient mode: \
+                 run the forward pass on the model returned by the previous `step` (or `init`)"
+            )));
+        }
+        let dense = take_gradients(
+            &model,
+            &layers,
+            &mut grads,
+            mode == GradientMode::Dense,
+            needs_dense,
+        )?;
+
+        if self.config.method == Method::Snfs {
+            let decay = self.config.snfs_decay;
+            for l in &layers {
+                if let Some(g) = dense.get(&l.id) {
+                    let avg = match self.averages.remove(&l.path) {
+                        Some(a) => a.mul_scalar(decay) + g.clone().mul_scalar(1.0 - decay),
+                        None => g.clone().mul_scalar(1.0 - decay),
+                    };
+                    self.averages.insert(l.path.clone(), avg);
+                }
+            }
+        }
+
+        let train =
+            !is_update || updater.trains_on_update_step() || self.config.train_on_update_steps;
+        let mut model = if train {
+            optim.step(lr, model, grads)
+        } else {
+            model
+        };
+        let mut update = None;
+        if is_update {
+            let (m, stats) = self.update_masks(model, optim, &dense, t)?;
+            model = m;
+            update = Some(stats);
+            self.state.last_update = t;
+            self.state.updates += 1;
+        }
+        if train {
+            self.state.step += 1;
+        }
+        let model = self.with_next_mode(model);
+        Ok(StepOutcome {
+            model,
+            trained: train,
+            update,
+        })
+    }
+
+    fn update_masks<M: Module>(
+        &self,
+        model: M,
+        optim: &mut ModuleOptimizer,
+        dense: &HashMap<ParamId, Tensor<1>>,
+        t: i64,
+    ) -> Result<(M, UpdateStats)> {
+        let updater = self.updater.as_ref().expect("updates need an updater");
+        let plan = self.plan.as_ref().expect("updates need a plan");
+        let schedule = self.config.schedule();
+        let ctx = UpdateContext {
+            step: t,
+            drop_fraction: schedule.drop_fraction_at(t),
+            seed: self.sparsity.seed,
+            allow_regrow: self.config.allow_regrow,
+            begin_step: schedule.begin_step,
+            end_step: schedule.end_step,
+        };
+        let layers = model.sparse_layers();
+        let weights = read_weights(&model, layers.iter().map(|l| l.path.as_str()));
+        let mut new_masks = HashMap::new();
+        let mut resets = HashMap::new();
+        let mut stats = Vec::new();
+        for l in &layers {
+            let mask = bools_to_host(l.mask.clone().expect("sparse layers have masks"));
+            let w = weights.get(&l.path).map(Vec::as_slice).unwrap_or(&[]);
+            let g = dense.get(&l.id).map(|g| floats_to_host(g.clone()));
+            let avg = self
+                .averages
+                .get(&l.path)
+                .map(|a| floats_to_host(a.clone()));
+            let target = plan
+                .layer(&l.path)
+                .map(|p| p.n_active)
+                .unwrap_or_else(|| mask.iter().filter(|&&b| b).count());
+            let decision = updater.update_layer(
+                &ctx,
+                &LayerView {
+                    path: &l.path,
+                    weights: w,
+                    mask: &mask,
+                    dense_grad: g.as_deref(),
+                    average: avg.as_deref(),
+                    target_active: target,
+                },
+            )?;
+            let dropped = mask
+                .iter()
+                .zip(&decision.mask)
+                .filter(|(o, n)| **o && !**n)
+                .count();
+            stats.push(LayerUpdateStats {
+                path: l.path.clone(),
+                active: decision.mask.iter().filter(|&&b| b).count(),
+                reset: decision.reset.iter().filter(|&&b| b).count(),
+                dropped,
+            });
+            if decision.reset.iter().any(|&b| b) {
+                resets.insert(l.id, decision.reset);
+            }
+            if decision.mask != mask {
+                new_masks.insert(l.path.clone(), decision.mask);
+            }
+        }
+        let paths: HashMap<ParamId, String> =
+            layers.iter().map(|l| (l.id, l.path.clone())).collect();
+        let mut mapper = UpdateMapper {
+            path: Vec::new(),
+            masks: new_masks,
+            resets: resets
+                .iter()
+                .map(|(id, r)| (paths[id].clone(), r.clone()))
+                .collect(),
+            grow_init: self.config.grow_init,
+            seed: self.sparsity.seed,
+            step: t,
+        };
+        let model = model.map(&mut mapper);
+        reset_optimizer_slots(optim, &resets)?;
+        Ok((
+            model,
+            UpdateStats {
+                step: t,
+                drop_fraction: ctx.drop_fraction,
+                layers: stats,
+            },
+        ))
+    }
+
+    /// SNFS's gradient moving averages, by parameter path.
+    pub fn averages(&self) -> &HashMap<String, Tensor<1>> {
+        &self.averages
+    }
+
+    pub(crate) fn parts(
+        &self,
+    ) -> (
+        &DstConfig,
+        &SparsityConfig,
+        Option<&SparsityPlan>,
+        &TrainerState,
+    ) {
+        (
+            &self.config,
+            &self.sparsity,
+            self.plan.as_ref(),
+            &self.state,
+        )
+    }
+
+    pub(crate) fn from_parts(
+        config: DstConfig,
+        sparsity: SparsityConfig,
+        plan: Option<SparsityPlan>,
+        state: TrainerState,
+        averages: HashMap<String, Tensor<1>>,
+    ) -> Self {
+        Self {
+            updater: config.method.updater(),
+            config,
+            sparsity,
+            plan,
+            state,
+            averages,
+        }
+    }
+
+    pub(crate) fn next_mode_for<M: Module>(&self, model: M) -> M {
+        self.with_next_mode(model)
+    }
+}
+
+/// The gradient mode of the model's first mask.
+fn current_mode<M: Module>(model: &M) -> Option<GradientMode> {
+    struct First(Option<GradientMode>, Vec<String>);
+    impl ModuleVisitor for First {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.1.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.1.pop();
+        }
+        fn visit_flag(&mut self, flag: &Param<burn::module::Flag>) {
+            let n = self.1.len();
+            if self.0.is_none()
+                && n >= 2
+                && self.1[n - 2] == SparseMask::NAME
+                && self.1[n - 1] == "dense_grad"
+            {
+                self.0 = Some(if flag.is_enabled() {
+                    GradientMode::Dense
+                } else {
+                    GradientMode::Masked
+                });
+            }
+        }
+    }
+    let mut v = First(None, Vec::new());
+    model.visit(&mut v);
+    v.0
+}
+
+/// Read (and, when the model ran in dense mode, mask) the gradients of the sparse layers.
+/// Returns the flat dense gradients when `keep_dense`.
+fn take_gradients<M: Module>(
+    model: &M,
+    layers: &[KernelParam],
+    grads: &mut GradientsParams,
+    mask_them: bool,
+    keep_dense: bool,
+) -> Result<HashMap<ParamId, Tensor<1>>> {
+    struct Taker<'a> {
+        masks: HashMap<ParamId, (&'a str, Tensor<1, Bool>)>,
+        grads: &'a mut GradientsParams,
+        mask_them: bool,
+        keep_dense: bool,
+        dense: HashMap<ParamId, Tensor<1>>,
+        missing: Option<String>,
+    }
+    impl ModuleVisitor for Taker<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let Some((path, mask)) = self.masks.get(&param.id) else {
+                return;
+            };
+            let Some(g) = self.grads.remove::<D>(param.id) else {
+                if self.keep_dense && self.missing.is_none() {
+                    self.missing = Some(path.to_string());
+                }
+                return;
+            };
+            let shape = g.shape();
+            let flat: Tensor<1> = g.reshape([-1]);
+            if self.keep_dense {
+                self.dense.insert(param.id, flat.clone());
+            }
+            let flat = if self.mask_them {
+                flat.mask_fill(mask.clone().bool_not(), 0.0)
+            } else {
+                flat
+            };
+            self.grads.register::<D>(param.id, flat.reshape(shape));
+        }
+    }
+    if !mask_them && !keep_dense {
+        return Ok(HashMap::new());
+    }
+    let mut taker = Taker {
+        masks: layers
+            .iter()
+            .filter_map(|l| l.mask.clone().map(|m| (l.id, (l.path.as_str(), m))))
+            .collect(),
+        grads,
+        mask_them,
+        keep_dense,
+        dense: HashMap::new(),
+        missing: None,
+    };
+    model.visit(&mut taker);
+    if let Some(path) = taker.missing {
+        return Err(SparsityError::MissingGradient { path });
+    }
+    Ok(taker.dense)
+}
+
+/// Writes new masks and resets weights at new connections.
+struct UpdateMapper {
+    path: Vec<String>,
+    masks: HashMap<String, Vec<bool>>,
+    resets: HashMap<String, Vec<bool>>,
+    grow_init: GrowInit,
+    seed: u64,
+    step: i64,
+}
+
+impl ModuleMapper for UpdateMapper {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.path.join(".");
+        let Some(reset) = self.resets.remove(&path) else {
+            return param;
+        };
+        let (grow_init, seed, step) = (self.grow_init, self.seed, self.step);
+        let id = param.id;
+        param.map(move |t| {
+            let device = t.device();
+            let shape = t.shape();
+            let n = reset.len();
+            let reset = Tensor::<1, Bool>::from_data(TensorData::new(reset, [n]), &device)
+                .reshape(shape.clone());
+            let require_grad = t.is_require_grad();
+            let distributed = t.is_distributed();
+            let checkpointing = t.gradient_checkpointing_strategy();
+            let inner = t.inner();
+            let updated = match grow_init {
+                GrowInit::Zeros => inner.mask_fill(reset, 0.0),
+                GrowInit::RandomNormal(std) => {
+                    let values = normal_samples(seed, &path, step, n, std);
+                    let values = Tensor::<1>::from_data(TensorData::new(values, [n]), &device)
+                        .reshape(shape);
+                    inner.mask_where(reset, values)
+                }
+            };
+            let mut p = Tensor::from_inner(updated);
+            if let Some(s) = checkpointing {
+                p = p.with_gradient_checkpointing_strategy(s);
+            }
+            if require_grad {
+                p = p.require_grad();
+            }
+            if distributed {
+                p = p.set_distributed(id);
+            }
+            p
+        })
+    }
+
+    fn map_bool<const D: usize>(
+        &mut self,
+        param: Param<Tensor<D, Bool>>,
+    ) -> Param<Tensor<D, Bool>> {
+        let n = self.path.len();
+        if D != 1 || n < 3 || self.path[n - 2] != SparseMask::NAME || self.path[n - 1] != "mask" {
+            return param;
+        }
+        let weight = self.path[..n - 2].join(".");
+        let Some(values) = self.masks.remove(&weight) else {
+            return param;
+        };
+        param.map(|t| {
+            let device = t.device();
+            let shape = t.shape();
+            let len = values.len();
+            Tensor::<1, Bool>::from_data(TensorData::new(values, [len]), &device).reshape(shape)
+        })
+    }
+}
+
+/// Normal samples by Box-Muller over the counter-based generator, on a stream of its own.
+fn normal_samples(seed: u64, path: &str, step: i64, n: usize, std: f64) -> Vec<f32> {
+    let g = Philox::new(seed);
+    let stream = stream_id(path) ^ 0x9E37_79B9;
+    (0..n as u64)
+        .map(|i| {
+            let u1 = ((g.u32(stream, (step + 1) as u32, 2 * i) >> 8) as f64 + 1.0) / 16_777_217.0;
+            let u2 = (g.u32(stream, (step + 1) as u32, 2 * i + 1) >> 8) as f64 / 16_777_216.0;
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * core::f64::consts::PI * u2).cos() * std) as f32
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_utils::Mlp;
+    use burn::optim::momentum::MomentumConfig;
+    use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
+    use burn::tensor::Device;
+    use proptest::prelude::*;
+
+    fn device() -> Device {
+        Device::default().autodiff()
+    }
+
+    fn sgd() -> ModuleOptimizer {
+        SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_nesterov(true)
+                    .with_dampening(0.0),
+            ))
+            .init()
+    }
+
+    /// Per-layer masks on the host.
+    fn masks(model: &Mlp) -> Vec<Vec<bool>> {
+        model
+            .sparse_layers()
+            .into_iter()
+            .map(|l| bools_to_host(l.mask.unwrap()))
+            .collect()
+    }
+
+    fn nnz(model: &Mlp) -> Vec<usize> {
+        masks(model)
+            .iter()
+            .map(|m| m.iter().filter(|&&b| b).count())
+            .collect()
+    }
+
+    /// Optimizer state tensors by (param id, name).
+    fn optim_state(optim: &ModuleOptimizer) -> HashMap<(u64, String), Vec<f32>> {
+        let reader = burn_pack::Reader::from_bytes(optim.into_bytes().unwrap()).unwrap();
+        reader
+            .into_tensors()
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                let (name, dtype, shape, id, bytes) = t.into_parts().unwrap();
+                let data = TensorData::from_bytes(bytes, shape, dtype);
+                let values = data.convert::<f32>().try_into_vec::<f32>().unwrap();
+                ((id.unwrap_or(0), name), values)
+            })
+            .collect()
+    }
+
+    /// Run `steps` calls of `step` on batches 0.., returning the model and the update stats.
+    fn run(
+        model: Mlp,
+        trainer: &mut SparseTrainer,
+        optim: &mut ModuleOptimizer,
+        calls: u32,
+        mut each: impl FnMut(&Mlp, &StepOutcome<Mlp>, &SparseTrainer),
+    ) -> Mlp {
+        let device = device();
+        let mut model = model;
+        for i in 0..calls {
+            let grads = model.grads(i, 8, &device);
+            let out = trainer.step(model, optim, 0.05, grads).unwrap();
+            each(&out.model, &out, trainer);
+            model = out.model;
+        }
+        model
+    }
+
+    #[test]
+    fn config_errors_name_the_problem() {
+        let c = DstConfig::new(Method::Rigl);
+        assert!(c.validate().is_ok());
+        for (bad, needle) in [
+            (c.clone().with_frequency(0), "frequency"),
+            (c.clone().with_drop_fraction(1.5), "drop fraction"),
+            (c.clone().with_drop_fraction(-0.1), "drop fraction"),
+            (
+                c.clone().with_begin_step(10).with_end_step(5),
+                "before begin",
+            ),
+            (c.clone().with_training_steps_multiplier(0.0), "multiplier"),
+            (DstConfig::new(Method::Prune), "end step"),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+        let s = c
+            .with_begin_step(10)
+            .with_end_step(100)
+            .with_training_steps_multiplier(5.0)
+            .schedule();
+        assert_eq!((s.begin_step, s.end_step, s.frequency), (50, 500, 100));
+    }
+
+    #[test]
+    fn rigl_update_step_trains_nothing_and_does_not_advance() {
+        let device = device();
+        let model = Mlp::new([6, 10, 8, 3], &device);
+        let dst = DstConfig::new(Method::Rigl)
+            .with_frequency(3)
+            .with_end_step(100);
+        let (model, mut trainer) =
+            SparseTrainer::init(model, &SparsityConfig::uniform(0.7), dst).unwrap();
+        assert_eq!(
+            trainer.next_gradient_mode(),
+            GradientMode::Dense,
+            "step 0 is an update step"
+        );
+        let mut optim = sgd();
+        let before = read_weights(&model, ["fc2.weight"].into_iter());
+        let grads = model.grads(0, 8, &device);
+        let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+        assert!(!out.trained);
+        assert!(out.update.is_some());
+        assert_eq!(
+            trainer.step_count(),
+            0,
+            "the update iteration does not advance the step"
+        );
+        let after = read_weights(&out.model, ["fc2.weight"].into_iter());
+        // Only new connections changed (to zero); nothing was trained.
+        let new = &out.update.as_ref().unwrap().layers[1];
+        let changed = before["fc2.weight"]
+            .iter()
+            .zip(&after["fc2.weight"])
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(changed <= new.reset);
+        assert_eq!(trainer.next_gradient_mode(), GradientMode::Masked);
+        // The same step number is seen again and trains.
+        let grads = out.model.grads(1, 8, &device);
+        let out = trainer.step(out.model, &mut optim, 0.05, grads).unwrap();
+        assert!(out.trained && out.update.is_none());
+        assert_eq!(trainer.step_count(), 1);
+        // Training on update steps is the documented alternative.
+        let (model, mut trainer) = SparseTrainer::init(
+            Mlp::new([6, 10, 8, 3], &device),
+            &SparsityConfig::uniform(0.7),
+            DstConfig::new(Method::Rigl)
+                .with_frequency(3)
+                .with_train_on_update_steps(true),
+        )
+        .unwrap();
+        let grads = model.grads(0, 8, &device);
+        let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+        assert!(out.trained && out.update.is_some());
+        assert_eq!(trainer.step_count(), 1);
+    }
+
+    #[test]
+    fn masks_change_only_on_update_steps_and_not_after_end() {
+        let device = device();
+        for method in [Method::Set, Method::Rigl, Method::Snfs] {
+            let dst = DstConfig::new(method)
+                .with_frequency(4)
+                .with_end_step(12)
+                .with_drop_fraction(0.5)
+                .with_drop_anneal(DropAnneal::Constant);
+            let (model, mut trainer) = SparseTrainer::init(
+                Mlp::new([6, 12, 10, 3], &device),
+                &SparsityConfig::uniform(0.6),
+                dst,
+            )
+            .unwrap();
+            let mut optim = sgd();
+            let mut prev = masks(&model);
+            let mut update_steps = vec![];
+            run(model, &mut trainer, &mut optim, 30, |m, out, _| {
+                let now = masks(m);
+                match &out.update {
+                    Some(u) => update_steps.push(u.step),
+                    None => assert_eq!(now, prev, "{method}: mask changed outside an update"),
+                }
+                prev = now;
+            });
+            assert_eq!(update_steps, [0, 4, 8, 12], "{method}");
+        }
+    }
+
+    #[test]
+    fn drop_fraction_zero_changes_nothing() {
+        let device = device();
+        for method in [
+            Method::Set,
+            Method::Rigl,
+            Method::Snfs,
+            Method::StaticRezero,
+        ] {
+            let dst = DstConfig::new(method)
+                .with_frequency(2)
+                .with_drop_fraction(0.0);
+            let (model, mut trainer) = SparseTrainer::init(
+                Mlp::new([5, 9, 7, 3], &device),
+                &SparsityConfig::uniform(0.5),
+                dst,
+            )
+            .unwrap();
+            let start = masks(&model);
+            let mut optim = sgd();
+            let model = run(model, &mut trainer, &mut optim, 8, |_, out, _| {
+                if let Some(u) = &out.update {
+                    assert!(u.layers.iter().all(|l| l.reset == 0 && l.dropped == 0));
+                }
+            });
+            assert_eq!(masks(&model), start, "{method}");
+        }
+    }
+
+    #[test]
+    fn set_growth_is_reproducible_for_a_seed() {
+        let device = device();
+        let base = Mlp::new([6, 12, 10, 3], &device);
+        let go = |seed: u64| {
+            let model = base.clone();
+            let sparsity = SparsityConfig::uniform(0.6).with_seed(seed);
+            let dst = DstConfig::new(Method::Set).with_frequency(2);
+            let (model, mut trainer) = SparseTrainer::init(model, &sparsity, dst).unwrap();
+            let mut optim = sgd();
+            masks(&run(model, &mut trainer, &mut optim, 7, |_, _, _| {}))
+        };
+        let a = go(3);
+        assert_eq!(a, go(3));
+        assert_ne!(a, go(4));
+    }
+
+    #[test]
+    fn snfs_average_follows_the_ema() {
+        let device = device();
+        let dst = DstConfig::new(Method::Snfs).with_frequency(1000);
+        let (mut model, mut trainer) = SparseTrainer::init(
+            Mlp::new([4, 6, 5, 3], &device),
+            &SparsityConfig::uniform(0.5),
+            dst,
+        )
+        .unwrap();
+        assert_eq!(trainer.next_gradient_mode(), GradientMode::Dense);
+        let mut optim = sgd();
+        let mut expect: Option<Vec<f32>> = None;
+        for i in 0..3 {
+            let grads = model.grads(i, 8, &device);
+            let g = floats_to_host(grads.get::<2>(model.fc2.weight.id).unwrap());
+            expect = Some(match expect {
+                None => g.iter().map(|g| 0.1 * g).collect(),
+                Some(e) => e.iter().zip(&g).map(|(e, g)| 0.9 * e + 0.1 * g).collect(),
+            });
+            model = trainer.step(model, &mut optim, 0.05, grads).unwrap().model;
+        }
+        let avg = floats_to_host(trainer.averages()["fc2.weight"].clone());
+        for (a, e) in avg.iter().zip(expect.unwrap()) {
+            assert!((a - e).abs() <= 1e-6 * (1.0 + e.abs()), "{a} vs {e}");
+        }
+    }
+
+    #[test]
+    fn snip_keeps_top_connection_sensitivity_once() {
+        let device = device();
+        let sparsity = SparsityConfig::uniform(0.75);
+        let (model, mut trainer) = SparseTrainer::init(
+            Mlp::new([6, 8, 8, 3], &device),
+            &sparsity,
+            DstConfig::new(Method::Snip),
+        )
+        .unwrap();
+        assert_eq!(nnz(&model), [48, 64, 24], "masks start all ones");
+        let grads = model.grads(0, 8, &device);
+        let g = floats_to_host(grads.get::<2>(model.fc2.weight.id).unwrap());
+        let w = floats_to_host(model.fc2.weight.base());
+        let mut optim = sgd();
+        let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+        assert!(!out.trained);
+        assert_eq!(nnz(&out.model), [12, 16, 6]);
+        let mask = bools_to_host(out.model.mask("fc2.weight").unwrap());
+        let score: Vec<f32> = g.iter().zip(&w).map(|(g, w)| (g * w).abs()).collect();
+        let kept_min = score
+            .iter()
+            .zip(&mask)
+            .filter(|(_, m)| **m)
+            .map(|(s, _)| *s)
+            .fold(f32::INFINITY, f32::min);
+        let dropped_max = score
+            .iter()
+            .zip(&mask)
+            .filter(|(_, m)| !**m)
+            .map(|(s, _)| *s)
+            .fold(0.0, f32::max);
+        assert!(kept_min >= dropped_max);
+        // Afterwards the mask is fixed.
+        let start = masks(&out.model);
+        let model = run(out.model, &mut trainer, &mut optim, 5, |_, out, _| {
+            assert!(out.update.is_none())
+        });
+        assert_eq!(masks(&model), start);
+    }
+
+    #[test]
+    fn gradual_pruning_hits_its_schedule() {
+        let device = device();
+        let sparsity = SparsityConfig::uniform(0.9);
+        let dst = DstConfig::new(Method::Prune)
+            .with_begin_step(2)
+            .with_end_step(10)
+            .with_frequency(2);
+        let (model, mut trainer) =
+            SparseTrainer::init(Mlp::new([10, 20, 10, 4], &device), &sparsity, dst).unwrap();
+        let plan = trainer.plan().unwrap().clone();
+        let mut optim = sgd();
+        let mut seen = vec![];
+        let model = run(model, &mut trainer, &mut optim, 14, |m, out, _| {
+            if let Some(u) = &out.update {
+                let s_t = crate::schedule::gradual_sparsity(0.9, u.step, 2, 10);
+                let n = nnz(m);
+                seen.push((u.step, n[0]));
+                for (l, p) in n.iter().zip(&plan.layers) {
+                    let expect = if u.step >= 10 {
+                        p.n_active
+                    } else {
+                        crate::n_ones(s_t, p.numel()).max(p.n_active)
+                    };
+                    assert_eq!(*l, expect, "step {}", u.step);
+                }
+            }
+        });
+        assert_eq!(
+            seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [2, 4, 6, 8, 10]
+        );
+        assert_eq!(
+            nnz(&model),
+            plan.layers.iter().map(|l| l.n_active).collect::<Vec<_>>()
+        );
+    }
+
+    fn check_new_connections_reset(optim_for: fn() -> ModuleOptimizer, name: &str) {
+        let device = device();
+        let dst = DstConfig::new(Method::Rigl)
+            .with_frequency(3)
+            .with_drop_fraction(0.5)
+            .with_drop_anneal(DropAnneal::Constant);
+        let (mut model, mut trainer) = SparseTrainer::init(
+            Mlp::new([6, 12, 10, 3], &device),
+            &SparsityConfig::uniform(0.6),
+            dst,
+        )
+        .unwrap();
+        let mut optim = optim_for();
+        let mut checked = 0;
+        for i in 0..10 {
+            let grads = model.grads(i, 8, &device);
+            let update_now = trainer.is_update_step();
+            let state_before = optim_state(&optim);
+            let masks_before = masks(&model);
+            let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+            model = out.model;
+            if !update_now || state_before.is_empty() {
+                continue;
+            }
+            let state_after = optim_state(&optim);
+            let layers = model.sparse_layers();
+            let weights = read_weights(&model, layers.iter().map(|l| l.path.as_str()));
+            for (li, l) in layers.iter().enumerate() {
+                let new_mask = bools_to_host(l.mask.clone().unwrap());
+                let new: Vec<bool> = new_mask
+                    .iter()
+                    .zip(&masks_before[li])
+                    .map(|(n, o)| *n && !*o)
+                    .collect();
+                assert!(
+                    new.iter().any(|&b| b),
+                    "{name}: the test needs new connections"
+                );
+                let w = &weights[&l.path];
+                assert!(
+                    w.iter().zip(&new).all(|(w, n)| !*n || *w == 0.0),
+                    "{name}: new weights start at 0"
+                );
+                for ((id, slot), after) in &state_after {
+                    if *id != l.id.val() || after.len() != new.len() {
+                        continue;
+                    }
+                    let before = &state_before[&(*id, slot.clone())];
+                    for i in 0..new.len() {
+                        if new[i] {
+                            assert_eq!(after[i], 0.0, "{name}: slot {slot} at a new connection");
+                        } else {
+                            assert_eq!(
+                                after[i].to_bits(),
+                                before[i].to_bits(),
+                                "{name}: slot {slot} elsewhere"
+                            );
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 0, "{name}: no optimizer slot was checked");
+    }
+
+    #[test]
+    fn new_connections_zero_weight_and_optimizer_state_sgd_momentum() {
+        check_new_connections_reset(sgd, "sgd nesterov");
+        check_new_connections_reset(
+            || {
+                SgdConfig::new()
+                    .with_momentum(Some(MomentumConfig::new()))
+                    .init()
+            },
+            "sgd momentum",
+        );
+    }
+
+    #[test]
+    fn new_connections_zero_weight_and_optimizer_state_adam() {
+        check_new_connections_reset(|| AdamConfig::new().init(), "adam");
+        check_new_connections_reset(|| AdamWConfig::new().init(), "adamw");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+        #[test]
+        fn nnz_is_conserved_through_every_update(
+            dims in (2usize..9, 2usize..12, 2usize..10, 2usize..5),
+            sparsity in 0.0f64..0.95,
+            drop in 0.0f64..1.0,
+            method in prop::sample::select(vec![Method::Set, Method::Snfs, Method::Rigl, Method::StaticRezero, Method::Scratch]),
+            erk in any::<bool>(),
+            seed in 0u64..1000,
+        ) {
+            let device = device();
+            let model = Mlp::new([dims.0, dims.1, dims.2, dims.3], &device);
+            let sparsity = if erk { SparsityConfig::erk(sparsity) } else { SparsityConfig::uniform(sparsity) }.with_seed(seed);
+            let dst = DstConfig::new(method).with_frequency(2).with_drop_fraction(drop).with_drop_anneal(DropAnneal::Constant);
+            let (model, mut trainer) = SparseTrainer::init(model, &sparsity, dst).unwrap();
+            let target: Vec<usize> = trainer.plan().unwrap().layers.iter().map(|l| l.n_active).collect();
+            prop_assert_eq!(nnz(&model), target.clone());
+            let mut optim = sgd();
+            let mut ok = true;
+            run(model, &mut trainer, &mut optim, 7, |m, _, _| ok &= nnz(m) == target);
+            prop_assert!(ok);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! RigL (Evci et al.): drop the smallest-magnitude connections, grow where the dense gradient
+//! `|dL/d(w*m)|` of the current batch is largest (inactive positions included; kept positions
+//! excluded).
+//!
+//! As in the reference, an update step trains nothing by default: that batch only updates the
+//! mask and the step counter does not advance (see
+//! [`DstConfig::train_on_update_steps`](crate::DstConfig::train_on_update_steps)).
+
+use super::drop_grow::{GrowScores, drop_and_grow};
+use super::{LayerDecision, LayerView, MaskUpdater, Method, UpdateContext};
+use crate::error::{Result, SparsityError};
+
+/// Drop by magnitude, grow by |dense gradient|.
+pub struct Rigl;
+
+impl MaskUpdater for Rigl {
+    fn method(&self) -> Method {
+        Method::Rigl
+    }
+
+    fn needs_dense_gradient(&self, is_update_step: bool) -> bool {
+        is_update_step
+    }
+
+    fn trains_on_update_step(&self) -> bool {
+        false
+    }
+
+    fn update_layer(&self, ctx: &UpdateContext, layer: &LayerView<'_>) -> Result<LayerDecision> {
+        let g = layer
+            .dense_grad
+            .ok_or_else(|| SparsityError::MissingInput {
+                path: layer.path.to_string(),
+                what: "the dense gradient",
+            })?;
+        let scores: Vec<f32> = g.iter().map(|g| g.abs()).collect();
+        drop_and_grow(
+            layer,
+            ctx.drop_fraction,
+            GrowScores::Float(&scores),
+            ctx.allow_regrow,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_at_largest_dense_gradient_among_non_kept() {
+        // 10 positions, 4 active (0..4) with weights 4,3,2,1: drop 0.5 keeps positions 0 and 1.
+        let w = [4.0, 3.0, 2.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let m = [
+            true, true, true, true, false, false, false, false, false, false,
+        ];
+        // Largest |g| at 0 (kept: excluded), then 9 and 7; position 2 (dropped) scores low.
+        let g = [100.0, 0.0, 0.5, 0.0, 1.0, -2.0, 0.0, -50.0, 0.0, 60.0];
+        let ctx = UpdateContext {
+            step: 0,
+            drop_fraction: 0.5,
+            seed: 0,
+            allow_regrow: true,
+            begin_step: 0,
+            end_step: 100,
+        };
+        let d = Rigl
+            .update_layer(
+                &ctx,
+                &LayerView {
+                    path: "w",
+                    weights: &w,
+                    mask: &m,
+                    dense_grad: Some(&g),
+                    average: None,
+                    target_active: 4,
+                },
+            )
+            .unwrap();
+        let on: Vec<usize> = (0..10).filter(|&i| d.mask[i]).collect();
+        assert_eq!(on, [0, 1, 7, 9]);
+        let new: Vec<usize> = (0..10).filter(|&i| d.reset[i]).collect();
+        assert_eq!(new, [7, 9]);
+    }
+}
