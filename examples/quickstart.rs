@@ -5,63 +5,14 @@
 //! The task is real but small: classify points of three interleaved spirals, generated here,
 //! with a 2-256-256-3 MLP whose hidden layers are sparse (ERK distribution, first layer dense).
 
-use burn::module::Module;
+mod common;
+
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig};
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
-use burn::tensor::activation::relu;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
+use common::{Mlp, spirals};
 use rigl_burn::core::{Sparsify, SparsityConfig};
-
-#[derive(Module, Debug)]
-struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
-    fc3: Linear,
-}
-
-impl Mlp {
-    fn new(device: &Device) -> Self {
-        Self {
-            fc1: LinearConfig::new(2, 256).init(device),
-            fc2: LinearConfig::new(256, 256).init(device),
-            fc3: LinearConfig::new(256, 3).init(device),
-        }
-    }
-
-    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let x = relu(self.fc1.forward(x));
-        let x = relu(self.fc2.forward(x));
-        self.fc3.forward(x)
-    }
-}
-
-/// Three spirals of `n` points each, with a little deterministic jitter.
-fn spirals(n: usize, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
-    let rng = rigl_burn::kernels::Philox::new(1);
-    let mut xs = Vec::with_capacity(3 * n * 2);
-    let mut ys = Vec::with_capacity(3 * n);
-    for class in 0..3 {
-        for i in 0..n {
-            let r = i as f32 / n as f32;
-            let t = class as f32 * 2.094 + r * 4.0 + 0.2 * rng.uniform(class, 0, i as u64);
-            xs.push(r * t.sin());
-            xs.push(r * t.cos());
-            ys.push(class as i64);
-        }
-    }
-    (
-        Tensor::from_data(TensorData::new(xs, [3 * n, 2]), device),
-        Tensor::from_data(TensorData::new(ys, [3 * n]), device),
-    )
-}
-
-fn accuracy(model: &Mlp, x: Tensor<2>, y: Tensor<1, Int>) -> f32 {
-    let n = y.dims()[0] as f32;
-    let pred = model.forward(x).argmax(1).reshape([-1]);
-    pred.equal(y).int().sum().into_scalar::<i64>() as f32 / n
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::default().autodiff();
@@ -89,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "step {step:>4}  loss {:.4}  accuracy {:.3}",
                 loss.clone().into_scalar::<f32>(),
-                accuracy(&model.valid(), x.clone().inner(), y.clone().inner())
+                model.accuracy(x.clone(), y.clone())
             );
         }
         if step == steps {

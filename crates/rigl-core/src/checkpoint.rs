@@ -222,3 +222,149 @@ fn with_name(
     let (_, dtype, shape, id, bytes) = t.into_parts()?;
     Ok(burn_pack::Tensor::new(name, dtype, shape, id, bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::bools_to_host;
+    use crate::test_utils::Mlp;
+    use crate::{DstConfig, Method, Sparsify};
+    use burn::optim::SgdConfig;
+    use burn::optim::momentum::MomentumConfig;
+
+    fn sgd() -> ModuleOptimizer {
+        SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_nesterov(true)
+                    .with_dampening(0.0),
+            ))
+            .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(1e-4)))
+            .init()
+    }
+
+    fn train(
+        model: Mlp,
+        trainer: &mut SparseTrainer,
+        optim: &mut ModuleOptimizer,
+        batches: std::ops::Range<u32>,
+    ) -> Mlp {
+        let device = Device::default().autodiff();
+        let mut model = model;
+        for i in batches {
+            let grads = model.grads(i, 8, &device);
+            model = trainer.step(model, optim, 0.05, grads).unwrap().model;
+        }
+        model
+    }
+
+    fn snapshot(model: &Mlp) -> (Vec<Vec<bool>>, Vec<Vec<u32>>) {
+        let masks = model
+            .sparse_layers()
+            .into_iter()
+            .map(|l| bools_to_host(l.mask.unwrap()))
+            .collect();
+        let weights = [&model.fc1.weight, &model.fc2.weight, &model.fc3.weight]
+            .iter()
+            .map(|w| {
+                floats_to_host(w.val())
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            })
+            .collect();
+        (masks, weights)
+    }
+
+    #[test]
+    fn kill_and_resume_is_bit_exact() {
+        let device = Device::default().autodiff();
+        let dir = tempfile::tempdir().unwrap();
+        for method in [Method::Rigl, Method::Snfs, Method::Set] {
+            let base = Mlp::new([6, 12, 10, 3], &device);
+            let sparsity = SparsityConfig::erk(0.7).with_seed(9);
+            let dst = DstConfig::new(method).with_frequency(3).with_end_step(30);
+
+            // Uninterrupted.
+            let (model, mut trainer) =
+                SparseTrainer::init(base.clone(), &sparsity, dst.clone()).unwrap();
+            let mut optim = sgd();
+            let full = train(model, &mut trainer, &mut optim, 0..14);
+
+            // Interrupted after 7 batches, resumed from a fresh model and optimizer.
+            let (model, mut trainer) =
+                SparseTrainer::init(base.clone(), &sparsity, dst.clone()).unwrap();
+            let mut optim = sgd();
+            let half = train(model, &mut trainer, &mut optim, 0..7);
+            let file = dir.path().join(format!("{method}.ckpt"));
+            let user = HashMap::from([("epoch".to_string(), "3".to_string())]);
+            save_checkpoint(&file, &half, &optim, &trainer, &user).unwrap();
+            drop((half, optim, trainer));
+            let fresh = Mlp::new([6, 12, 10, 3], &device);
+            let r = load_checkpoint(&file, fresh, sgd(), &device).unwrap();
+            assert_eq!(r.user["epoch"], "3");
+            let (mut trainer, mut optim) = (r.trainer, r.optim);
+            let resumed = train(r.model, &mut trainer, &mut optim, 7..14);
+            assert_eq!(snapshot(&resumed), snapshot(&full), "{method}");
+        }
+    }
+
+    #[test]
+    fn corrupt_or_foreign_files_are_typed_errors() {
+        let device = Device::default().autodiff();
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.ckpt");
+        std::fs::write(&bad, b"\x00\x01garbage").unwrap();
+        let model = Mlp::new([4, 5, 5, 2], &device);
+        assert!(matches!(
+            load_checkpoint(&bad, model.clone(), sgd(), &device),
+            Err(SparsityError::Record { .. })
+        ));
+        assert!(matches!(
+            load_checkpoint(
+                dir.path().join("missing.ckpt"),
+                model.clone(),
+                sgd(),
+                &device
+            ),
+            Err(SparsityError::Io { .. })
+        ));
+        // A model record is not a training checkpoint.
+        let plain = dir.path().join("model.bpk");
+        model
+            .sparsify(SparsityConfig::uniform(0.5))
+            .unwrap()
+            .save_sparse(&plain)
+            .unwrap();
+        let err = load_checkpoint(&plain, model.clone(), sgd(), &device)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("not a rigl-burn training checkpoint"),
+            "{err}"
+        );
+        // A truncated checkpoint.
+        let (m, trainer) = SparseTrainer::init(
+            model.clone(),
+            &SparsityConfig::uniform(0.5),
+            DstConfig::new(Method::Set),
+        )
+        .unwrap();
+        let good = dir.path().join("good.ckpt");
+        save_checkpoint(&good, &m, &sgd(), &trainer, &HashMap::new()).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(
+            load_checkpoint(&bad, model, sgd(), &device),
+            Err(SparsityError::Record { .. })
+        ));
+        // No temporary file is left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+}

@@ -28,6 +28,8 @@ pub mod error;
 pub mod init;
 pub mod io;
 pub mod layers;
+#[cfg(feature = "learner")]
+pub mod learner;
 pub mod mask;
 pub mod optim_state;
 pub mod pattern;
