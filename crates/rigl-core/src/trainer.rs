@@ -257,6 +257,18 @@ pub struct SparseTrainer {
     averages: HashMap<String, Tensor<1>>,
 }
 
+impl Clone for SparseTrainer {
+    fn clone(&self) -> Self {
+        Self::from_parts(
+            self.config.clone(),
+            self.sparsity.clone(),
+            self.plan.clone(),
+            self.state.clone(),
+            self.averages.clone(),
+        )
+    }
+}
+
 impl core::fmt::Debug for SparseTrainer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SparseTrainer")
