@@ -60,7 +60,11 @@ fn batch(device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
 
 fn sgd() -> ModuleOptimizer {
     SgdConfig::new()
-        .with_momentum(Some(MomentumConfig::new().with_nesterov(true).with_dampening(0.0)))
+        .with_momentum(Some(
+            MomentumConfig::new()
+                .with_nesterov(true)
+                .with_dampening(0.0),
+        ))
         .init()
 }
 
@@ -163,9 +167,15 @@ fn resnet50_optimizer_reset(bencher: Bencher) {
     let model = Resnet50Kernels {
         convs: resnet50_conv_shapes()
             .into_iter()
-            .map(|s| Param::from_tensor(Tensor::random(s, Distribution::Normal(0.0, 0.01), &device)))
+            .map(|s| {
+                Param::from_tensor(Tensor::random(s, Distribution::Normal(0.0, 0.01), &device))
+            })
             .collect(),
-        fc: Param::from_tensor(Tensor::random([2048, 1000], Distribution::Normal(0.0, 0.01), &device)),
+        fc: Param::from_tensor(Tensor::random(
+            [2048, 1000],
+            Distribution::Normal(0.0, 0.01),
+            &device,
+        )),
     };
     // Give every parameter momentum state with one step.
     let loss = model

@@ -1,0 +1,127 @@
+//! The CIFAR-10 binary format: `data_batch_1.bin` .. `data_batch_5.bin` (train) and
+//! `test_batch.bin` (test), each record a label byte and 3072 pixel bytes (32x32 red plane,
+//! then green, then blue). Train with [`Augmentation`](crate::Augmentation) `{ pad: 4, flip: true }`
+//! (reflect-pad 4, random 32x32 crop, horizontal flip), as the reference does.
+
+use crate::dataset::ImageSet;
+use crate::error::{DataError, Result, io};
+use crate::mnist::Split;
+use std::path::Path;
+
+const RECORD: usize = 1 + 3 * 32 * 32;
+
+/// Per-channel mean and standard deviation of the CIFAR-10 training images.
+pub const NORMALIZATION: [(f32, f32); 3] = [(0.4914, 0.2470), (0.4822, 0.2435), (0.4465, 0.2616)];
+
+/// Parse the records of one batch file (bytes of `path`).
+///
+/// # Errors
+/// [`DataError::Truncated`] when the size is not a whole number of records,
+/// [`DataError::Format`] for a label above 9.
+pub fn parse_batch(bytes: &[u8], path: &Path, set: &mut ImageSet) -> Result<()> {
+    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            expected: bytes.len().div_ceil(RECORD).max(1) * RECORD,
+            found: bytes.len(),
+        });
+    }
+    for rec in bytes.chunks_exact(RECORD) {
+        if rec[0] > 9 {
+            return Err(DataError::Format {
+                path: path.to_path_buf(),
+                format: "CIFAR-10 binary",
+                reason: format!("label {} outside 0..=9", rec[0]),
+            });
+        }
+        set.labels.push(rec[0] as u32);
+        set.pixels.extend_from_slice(&rec[1..]);
+    }
+    Ok(())
+}
+
+/// Load a CIFAR-10 split from `dir` (the `cifar-10-batches-bin` directory).
+///
+/// # Errors
+/// [`DataError::Missing`] naming the missing batch files, and the errors of [`parse_batch`].
+pub fn load(dir: &Path, split: Split) -> Result<ImageSet> {
+    let files: Vec<String> = match split {
+        Split::Train => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
+        Split::Test => vec!["test_batch.bin".into()],
+    };
+    let missing: Vec<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        return Err(DataError::Missing {
+            what: format!("CIFAR-10 files {}", missing.join(", ")),
+            dir: dir.to_path_buf(),
+            hint: "download the CIFAR-10 binary version (cifar-10-binary.tar.gz) and extract it there; no package ships it".into(),
+        });
+    }
+    let mut set = ImageSet {
+        pixels: Vec::new(),
+        labels: Vec::new(),
+        channels: 3,
+        height: 32,
+        width: 32,
+        classes: 10,
+        normalization: NORMALIZATION.to_vec(),
+    };
+    for f in files {
+        let p = dir.join(f);
+        let bytes = std::fs::read(&p).map_err(io(&p))?;
+        parse_batch(&bytes, &p, &mut set)?;
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(label: u8, fill: u8) -> Vec<u8> {
+        let mut r = vec![label];
+        r.extend(std::iter::repeat_n(fill, 3072));
+        r
+    }
+
+    #[test]
+    fn reads_batches_written_by_the_test() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 1..=5 {
+            let mut bytes = record(i as u8, 10 * i as u8);
+            bytes.extend(record(0, 1));
+            std::fs::write(dir.path().join(format!("data_batch_{i}.bin")), bytes).unwrap();
+        }
+        std::fs::write(dir.path().join("test_batch.bin"), record(7, 3)).unwrap();
+        let train = load(dir.path(), Split::Train).unwrap();
+        assert_eq!(train.len(), 10);
+        assert_eq!(train.labels[..4], [1, 0, 2, 0]);
+        assert_eq!(train.pixels[0], 10);
+        assert_eq!(train.pixels[3072 * 2], 20);
+        let test = load(dir.path(), Split::Test).unwrap();
+        assert_eq!((test.len(), test.channels, test.labels[0]), (1, 3, 7));
+    }
+
+    #[test]
+    fn truncated_corrupt_and_missing_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = record(1, 0);
+        bytes.pop();
+        std::fs::write(dir.path().join("test_batch.bin"), &bytes).unwrap();
+        assert!(matches!(
+            load(dir.path(), Split::Test),
+            Err(DataError::Truncated { .. })
+        ));
+        std::fs::write(dir.path().join("test_batch.bin"), record(12, 0)).unwrap();
+        assert!(matches!(
+            load(dir.path(), Split::Test),
+            Err(DataError::Format { .. })
+        ));
+        let err = load(dir.path(), Split::Train).unwrap_err().to_string();
+        assert!(err.contains("data_batch_1.bin"), "{err}");
+    }
+}
