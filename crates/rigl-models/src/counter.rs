@@ -630,29 +630,42 @@ impl core::fmt::Display for ModelCount {
             .unwrap_or(5);
         writeln!(
             f,
-            "{:<w_path$}  {:<9}  {:<w_shape$}  {:>9}  {:>9}  {:>8}  {:>10}  {:>10}  {:>12}",
-            "layer", "kind", "shape", "in", "out", "sparsity", "weights", "active", "FLOPs",
+            "{:<w_path$}  {:<9}  {:<w_shape$}  {:>4}  {:>9}  {:>9}  {:>8}  {:>10}  {:>10}  {:>12}  {:>12}",
+            "layer",
+            "kind",
+            "shape",
+            "mask",
+            "in",
+            "out",
+            "sparsity",
+            "weights",
+            "active",
+            "FLOPs",
+            "bits",
         )?;
         for l in &self.layers {
             writeln!(
                 f,
-                "{:<w_path$}  {:<9}  {:<w_shape$}  {:>9}  {:>9}  {:>8.4}  {:>10}  {:>10}  {:>12}",
+                "{:<w_path$}  {:<9}  {:<w_shape$}  {:>4}  {:>9}  {:>9}  {:>8.4}  {:>10}  {:>10}  {:>12}  {:>12}",
                 l.path,
                 l.kind.name(),
                 dims(&l.shape),
+                if l.masked { "yes" } else { "no" },
                 hw(l.input_size),
                 hw(l.output_size),
                 l.sparsity,
                 l.numel,
                 l.nnz,
                 sci(l.flops),
+                sci(l.bits),
             )?;
         }
         let t = &self.totals;
         writeln!(
             f,
-            "{:<w_path$}  {:<9}  {:<w_shape$}  {:>9}  {:>9}  {:>8.4}  {:>10}  {:>10}  {:>12}",
+            "{:<w_path$}  {:<9}  {:<w_shape$}  {:>4}  {:>9}  {:>9}  {:>8.4}  {:>10}  {:>10}  {:>12}  {:>12}",
             "total",
+            "",
             "",
             "",
             "",
@@ -661,6 +674,7 @@ impl core::fmt::Display for ModelCount {
             t.numel,
             t.nnz,
             sci(t.inference_flops),
+            sci(t.bits),
         )?;
         writeln!(f)?;
         writeln!(f, "model            {}", self.model)?;
@@ -810,8 +824,10 @@ mod tests {
         assert_eq!(t.inference_flops_ratio, 1.0);
         assert!((t.training_flops_ratio - 1.0).abs() < 1e-12);
         // The real output sizes give 8,189,483,496 (the stem at 112x112).
-        let mut o = CountOptions::default();
-        o.spatial = SpatialRule::Actual;
+        let o = CountOptions {
+            spatial: SpatialRule::Actual,
+            ..CountOptions::default()
+        };
         let a = count(&ResNetConfig::resnet50(), &SparsityConfig::uniform(0.0), &o).unwrap();
         assert_eq!(a.totals.inference_flops, 8_189_483_496.0);
         assert_eq!(a.totals.bits, t.bits);

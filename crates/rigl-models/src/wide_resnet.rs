@@ -122,7 +122,7 @@ impl WideResNetConfig {
             model: MODEL,
             reason,
         };
-        if self.depth < 10 || (self.depth - 4) % 6 != 0 {
+        if self.depth < 10 || !(self.depth - 4).is_multiple_of(6) {
             return Err(bad(format!(
                 "depth {} is not 6n + 4 with n >= 1 (e.g. 10, 16, 22, 28)",
                 self.depth
