@@ -326,11 +326,17 @@ pub fn run(args: &CountArgs, out: &mut dyn Write) -> Result<(), CliError> {
             writeln!(out, "{count}")?;
         }
         Format::Json => {
-            let mut value = serde_json::to_value(&count)?;
-            if let Some(map) = value.as_object_mut() {
-                map.insert("sparsity_config".into(), serde_json::to_value(&config)?);
+            #[derive(serde::Serialize)]
+            struct Report<'a> {
+                #[serde(flatten)]
+                count: &'a rigl_models::ModelCount,
+                sparsity_config: &'a SparsityConfig,
             }
-            serde_json::to_writer_pretty(&mut *out, &value)?;
+            let report = Report {
+                count: &count,
+                sparsity_config: &config,
+            };
+            serde_json::to_writer_pretty(&mut *out, &report)?;
             writeln!(out)?;
         }
     }

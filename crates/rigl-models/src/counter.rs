@@ -399,26 +399,37 @@ fn pruning_segments(final_sparsity: f64, t: &TrainingOptions) -> Vec<(u64, u64, 
     segments
 }
 
-/// The count from per-layer sparsities; `replan` gives per-layer sparsities at another
-/// global sparsity (gradual pruning needs it).
+/// What gradual pruning needs: per-layer sparsities at any global sparsity, and the final
+/// global sparsity.
+struct Replan<'a> {
+    at: &'a dyn Fn(f64) -> Result<Vec<f64>>,
+    final_sparsity: f64,
+}
+
+/// The count from per-layer sparsities (and, from masks, exact active counts).
 fn count_sparsities(
     model: &str,
     layers: &[LayerSpec],
     sparsities: &[f64],
     masked: &[bool],
+    nnz: Option<&[usize]>,
     options: &CountOptions,
-    replan: Option<&dyn Fn(f64) -> Result<Vec<f64>>>,
-    final_sparsity: f64,
+    replan: Option<Replan<'_>>,
 ) -> Result<ModelCount> {
     let t = options.training;
     t.validate()?;
     let rule = options.spatial;
-    let rows: Vec<LayerCount> = layers
+    let mut rows: Vec<LayerCount> = layers
         .iter()
         .zip(sparsities)
         .zip(masked)
         .map(|((l, &s), &m)| count_layer(l, s, m, rule))
         .collect();
+    if let Some(nnz) = nnz {
+        for (row, &n) in rows.iter_mut().zip(nnz) {
+            row.nnz = n;
+        }
+    }
     let dense: Vec<LayerCount> = layers
         .iter()
         .map(|l| count_layer(l, 0.0, false, rule))
@@ -437,9 +448,9 @@ fn count_sparsities(
             ));
         };
         let mut total = 0.0;
-        for (_, len, s) in pruning_segments(final_sparsity, &t) {
+        for (_, len, s) in pruning_segments(replan.final_sparsity, &t) {
             let f = if s > 0.0 {
-                forward_flops(layers, &replan(s)?, rule)
+                forward_flops(layers, &(replan.at)(s)?, rule)
             } else {
                 f_d
             };
@@ -538,9 +549,12 @@ pub fn count<A: SparseArchitecture + ?Sized>(
         &layers,
         &sparsities,
         &masked,
+        None,
         options,
-        Some(&replan),
-        config.sparsity,
+        Some(Replan {
+            at: &replan,
+            final_sparsity: config.sparsity,
+        }),
     )
 }
 
@@ -557,7 +571,7 @@ pub fn count_plan(
     options: &CountOptions,
 ) -> Result<ModelCount> {
     let (sparsities, masked) = plan_sparsities(layers, plan)?;
-    count_sparsities(model, layers, &sparsities, &masked, options, None, 0.0)
+    count_sparsities(model, layers, &sparsities, &masked, None, options, None)
 }
 
 /// Count a (sparsified) model from its masks: each layer's sparsity is `1 - nnz / N` of its
@@ -576,32 +590,31 @@ pub fn count_model<M: Module, A: SparseArchitecture + ?Sized>(
     let kernels = kernel_params(model);
     let mut sparsities = Vec::with_capacity(layers.len());
     let mut masked = Vec::with_capacity(layers.len());
+    let mut nnz = Vec::with_capacity(layers.len());
     for l in &layers {
         let k = kernels
             .iter()
             .find(|k| k.path == l.path)
             .ok_or_else(|| ModelError::LayerMismatch(format!("no kernel `{}`", l.path)))?;
-        let s = match &k.mask {
-            Some(m) => {
-                let nnz = rigl_core::mask::bools_to_host(m.clone())
-                    .iter()
-                    .filter(|&&b| b)
-                    .count();
-                1.0 - nnz as f64 / l.numel().max(1) as f64
-            }
-            None => 0.0,
+        let n = match &k.mask {
+            Some(m) => rigl_core::mask::bools_to_host(m.clone())
+                .iter()
+                .filter(|&&b| b)
+                .count(),
+            None => l.numel(),
         };
-        sparsities.push(s);
+        sparsities.push(1.0 - n as f64 / l.numel().max(1) as f64);
         masked.push(k.is_masked());
+        nnz.push(n);
     }
     count_sparsities(
         &arch.arch_name(),
         &layers,
         &sparsities,
         &masked,
+        Some(&nnz),
         options,
         None,
-        0.0,
     )
 }
 
