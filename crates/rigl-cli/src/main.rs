@@ -1,8 +1,75 @@
-//! The `rigl` command-line tool: train, eval, count and bench sparse networks.
+//! The `rigl` command-line tool for sparse networks. Each subcommand lives in its own module.
 
-fn main() {
-    println!(
-        "rigl {}: subcommands train, eval, count and bench are not built yet",
-        env!("CARGO_PKG_VERSION")
-    );
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+
+mod count;
+
+/// Dynamic sparse training for Burn: count, train and evaluate sparse networks.
+#[derive(Parser, Debug)]
+#[command(name = "rigl", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Inference FLOPs, training FLOPs and model size of a sparse model, per layer and in
+    /// total, with the conventions of the RigL paper's tables.
+    Count(count::CountArgs),
+}
+
+/// Everything a subcommand can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Arguments that do not parse (unknown model, malformed number, ...).
+    #[error("{0}")]
+    Usage(#[from] clap::Error),
+    /// An argument that parses but makes no sense.
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// A sparsity configuration error.
+    #[error(transparent)]
+    Sparsity(#[from] rigl_core::SparsityError),
+    /// A model or counting error.
+    #[error(transparent)]
+    Model(#[from] rigl_models::ModelError),
+    /// JSON output failed.
+    #[error("cannot write JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Writing the output failed.
+    #[error("cannot write output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Parse `args` (the first is the program name) and run the subcommand, writing to `out`.
+///
+/// # Errors
+/// [`CliError::Usage`] for arguments that do not parse, and the subcommand's errors.
+pub fn run<I, T>(args: I, out: &mut dyn Write) -> Result<(), CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    match cli.command {
+        Command::Count(args) => count::run(&args, out),
+    }
+}
+
+fn main() -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match run(std::env::args_os(), &mut stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Help, version and usage errors print themselves, with clap's exit codes.
+        Err(CliError::Usage(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
