@@ -5,6 +5,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 mod count;
+mod eval;
+mod plot;
+mod settings;
+mod train;
 
 /// Dynamic sparse training for Burn: count, train and evaluate sparse networks.
 #[derive(Parser, Debug)]
@@ -21,6 +25,11 @@ pub enum Command {
     /// Inference FLOPs, training FLOPs and model size of a sparse model, per layer and in
     /// total, with the conventions of the RigL paper's tables.
     Count(count::CountArgs),
+    /// Train a sparse (or dense) network on a data set: progress, metrics, plots,
+    /// checkpoints every epoch, `--resume`.
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a trained run: test accuracy, per-layer sparsity, FLOPs.
+    Eval(eval::EvalArgs),
 }
 
 /// Everything a subcommand can fail with.
@@ -38,12 +47,29 @@ pub enum CliError {
     /// A model or counting error.
     #[error(transparent)]
     Model(#[from] rigl_models::ModelError),
+    /// A settings file that cannot be read or parsed.
+    #[error("config file {path}: {reason}")]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A data set that cannot be read or fetched.
+    #[error(transparent)]
+    Data(#[from] rigl_data::DataError),
     /// JSON output failed.
     #[error("cannot write JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    pub(crate) fn io(path: &std::path::Path, e: std::io::Error) -> Self {
+        CliError::Invalid(format!("{}: {e}", path.display()))
+    }
 }
 
 /// Parse `args` (the first is the program name) and run the subcommand, writing to `out`.
@@ -58,6 +84,8 @@ where
     let cli = Cli::try_parse_from(args)?;
     match cli.command {
         Command::Count(args) => count::run(&args, out),
+        Command::Train(args) => train::run(&args, out),
+        Command::Eval(args) => eval::run(&args, out),
     }
 }
 

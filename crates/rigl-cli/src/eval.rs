@@ -1,0 +1,114 @@
+//! `rigl eval --checkpoint DIR`: test accuracy, per-layer sparsity and FLOPs of a trained run.
+
+use crate::CliError;
+use crate::settings::TrainSettings;
+use crate::train::{Classifier, device, evaluate, load_data, with_model};
+use burn::tensor::Device;
+use clap::Args;
+use rigl_core::{Sparsify, load_checkpoint};
+use rigl_data::ImageSet;
+use rigl_models::counter::{CountOptions, count_model};
+use rigl_models::{
+    MlpConfig, MobileNetV1Config, MobileNetV2Config, ResNetConfig, SparseArchitecture,
+    WideResNetConfig,
+};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `rigl eval`.
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// A run directory written by `rigl train` (holds config.toml and checkpoint.ckpt).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Data directory (default: the one the run used).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Device: flex (CPU), wgpu, cuda.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `rigl eval` reports.
+#[derive(Debug, Serialize)]
+pub struct Evaluation {
+    /// Test accuracy.
+    pub test_accuracy: f64,
+    /// Test loss.
+    pub test_loss: f64,
+    /// Per-layer and global sparsity.
+    pub sparsity: rigl_core::SparsityReport,
+    /// Inference FLOPs.
+    pub inference_flops: f64,
+    /// Relative to dense.
+    pub inference_flops_ratio: f64,
+    /// Model size in decimal MB.
+    pub size_mb: f64,
+}
+
+/// Run `rigl eval`.
+///
+/// # Errors
+/// A directory without a config or checkpoint, data and model errors.
+pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let dir = &args.checkpoint;
+    let config = dir.join("config.toml");
+    if !config.is_file() || !dir.join("checkpoint.ckpt").is_file() {
+        return Err(CliError::Invalid(format!(
+            "{} is not a run directory of `rigl train` (it needs config.toml and checkpoint.ckpt)",
+            dir.display()
+        )));
+    }
+    let mut s = TrainSettings::from_toml_file(&config)?;
+    if args.data_dir.is_some() {
+        s.data_dir = args.data_dir.clone();
+    }
+    s.device = args.device.clone();
+    s.train_subset = Some(1);
+    let device = device(&s.device)?;
+    let (train_set, test_set) = load_data(&s)?;
+    let e = with_model!(&s, &train_set, &device, |model, arch| evaluate_run(
+        model, &arch, dir, &test_set, &device
+    ))?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
+    } else {
+        writeln!(out, "{}\n", e.sparsity)?;
+        writeln!(
+            out,
+            "test accuracy {:.4}  test loss {:.4}  sparsity {:.4}  inference {:.4e} FLOPs ({:.3}x dense)  size {:.3} MB",
+            e.test_accuracy,
+            e.test_loss,
+            e.sparsity.sparsity,
+            e.inference_flops,
+            e.inference_flops_ratio,
+            e.size_mb
+        )?;
+    }
+    Ok(())
+}
+
+fn evaluate_run<M: Classifier, A: SparseArchitecture>(
+    model: M,
+    arch: &A,
+    dir: &Path,
+    test_set: &ImageSet,
+    device: &Device,
+) -> Result<Evaluation, CliError> {
+    let optim = burn::optim::SgdConfig::new().init();
+    let r = load_checkpoint(dir.join("checkpoint.ckpt"), model, optim, device)?;
+    let (test_accuracy, test_loss) = evaluate(&r.model, test_set, device);
+    let count = count_model(&r.model, arch, &CountOptions::default())?;
+    Ok(Evaluation {
+        test_accuracy,
+        test_loss,
+        sparsity: r.model.sparsity_report(),
+        inference_flops: count.totals.inference_flops,
+        inference_flops_ratio: count.totals.inference_flops_ratio,
+        size_mb: count.totals.size_mb,
+    })
+}

@@ -1,0 +1,270 @@
+//! `rigl train` settings: defaults, a TOML file with the flags' names as keys, and flags,
+//! each overriding the one before.
+
+use crate::CliError;
+use rigl_core::{Distribution, DropAnneal, DstConfig, GrowInit, MaskInit, Method, SparsityConfig};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything a training run is made of. In a TOML file, keys are the flags' names
+/// (`delta-t = 100`); on the command line, flags override the file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct TrainSettings {
+    /// Model: mlp, wrn, resnet50, mobilenet-v1, mobilenet-v2.
+    pub model: String,
+    /// Data set: mnist, fashion-mnist, cifar10, imagefolder.
+    pub dataset: String,
+    /// Data directory (default: `$RIGL_DATA_DIR`, else the per-user cache).
+    pub data_dir: Option<PathBuf>,
+    /// Do not fetch a missing data set.
+    pub no_fetch: bool,
+    /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune.
+    pub method: Method,
+    /// Sparsity distribution: uniform, er, erk.
+    pub distribution: Distribution,
+    /// Global sparsity in [0, 1).
+    pub sparsity: f64,
+    /// First-layer sparsity (0: dense, unmasked); unset: follow the distribution.
+    pub first_layer_sparsity: Option<f64>,
+    /// Last-layer sparsity (0: dense, unmasked); unset: follow the distribution.
+    pub last_layer_sparsity: Option<f64>,
+    /// Custom per-layer sparsities, `PATTERN=S` (e.g. `fc2=0.882`).
+    pub custom_sparsity: Vec<String>,
+    /// ERK power scale.
+    pub erk_power_scale: f64,
+    /// Initial masks: random or magnitude.
+    pub mask_init: MaskInit,
+    /// Steps between mask updates (delta T).
+    pub delta_t: i64,
+    /// Drop fraction (alpha).
+    pub drop_fraction: f64,
+    /// Drop-fraction anneal: constant, cosine, exponential_K.
+    pub drop_anneal: String,
+    /// First step of mask updates.
+    pub begin_step: i64,
+    /// Last step of mask updates; unset: 75% of the run (negative: never stop).
+    pub end_step: Option<i64>,
+    /// Scales the run: epochs, learning-rate decay epochs and begin/end steps.
+    pub steps_multiplier: f64,
+    /// Take the optimizer step on RigL's update iterations too.
+    pub train_on_update_steps: bool,
+    /// Label smoothing of the cross-entropy loss.
+    pub label_smoothing: f64,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// Epochs at which the learning rate is multiplied by `lr-decay-factor`.
+    pub lr_decay_epochs: Vec<f64>,
+    /// Learning-rate decay factor.
+    pub lr_decay_factor: f64,
+    /// SGD momentum (0: none).
+    pub momentum: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (for short runs).
+    pub max_steps: Option<i64>,
+    /// Use only the first N training images.
+    pub train_subset: Option<usize>,
+    /// Use only the first N test images.
+    pub test_subset: Option<usize>,
+    /// Seed of masks, data order and augmentation.
+    pub seed: u64,
+    /// Device: flex (CPU), wgpu, cuda.
+    pub device: String,
+    /// WideResNet depth.
+    pub wrn_depth: usize,
+    /// WideResNet widen factor.
+    pub wrn_width: usize,
+    /// Dropout in WideResNet blocks.
+    pub dropout: f64,
+    /// MobileNet width multiplier.
+    pub width_multiplier: f64,
+    /// Input resolution for image folders.
+    pub image_size: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            model: "mlp".into(),
+            dataset: "mnist".into(),
+            data_dir: None,
+            no_fetch: false,
+            method: Method::Rigl,
+            distribution: Distribution::Uniform,
+            sparsity: 0.9,
+            first_layer_sparsity: None,
+            last_layer_sparsity: None,
+            custom_sparsity: Vec::new(),
+            erk_power_scale: 1.0,
+            mask_init: MaskInit::Random,
+            delta_t: 100,
+            drop_fraction: 0.3,
+            drop_anneal: "cosine".into(),
+            begin_step: 0,
+            end_step: None,
+            steps_multiplier: 1.0,
+            train_on_update_steps: false,
+            label_smoothing: 0.0,
+            lr: 0.1,
+            lr_decay_epochs: Vec::new(),
+            lr_decay_factor: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+            batch_size: 100,
+            epochs: 10,
+            max_steps: None,
+            train_subset: None,
+            test_subset: None,
+            seed: 0,
+            device: "flex".into(),
+            wrn_depth: 22,
+            wrn_width: 2,
+            dropout: 0.3,
+            width_multiplier: 1.0,
+            image_size: 224,
+        }
+    }
+}
+
+impl TrainSettings {
+    /// Read a TOML file.
+    ///
+    /// # Errors
+    /// [`CliError::Config`] naming the file and the key or value at fault.
+    pub fn from_toml_file(path: &Path) -> Result<Self, CliError> {
+        let text = std::fs::read_to_string(path).map_err(|e| CliError::Config {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|reason| CliError::Config {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Parse TOML text.
+    ///
+    /// # Errors
+    /// The parser's message (unknown key, wrong type, ...).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The settings as TOML (what a run directory keeps as `config.toml`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The sparsity configuration.
+    ///
+    /// # Errors
+    /// [`CliError::Invalid`] for a malformed `PATTERN=S`, and the configuration's own checks.
+    pub fn sparsity_config(&self) -> Result<SparsityConfig, CliError> {
+        let mut c = SparsityConfig::new(self.sparsity)
+            .with_distribution(self.distribution)
+            .with_erk_power_scale(self.erk_power_scale)
+            .with_first_layer_sparsity(self.first_layer_sparsity)
+            .with_last_layer_sparsity(self.last_layer_sparsity)
+            .with_init(self.mask_init)
+            .with_seed(self.seed);
+        for entry in &self.custom_sparsity {
+            let (pattern, value) = entry.split_once('=').ok_or_else(|| {
+                CliError::Invalid(format!("custom sparsity `{entry}` is not PATTERN=S"))
+            })?;
+            let value: f64 = value.trim().parse().map_err(|_| {
+                CliError::Invalid(format!(
+                    "custom sparsity `{entry}`: `{value}` is not a number"
+                ))
+            })?;
+            c = c.with_custom_sparsity(pattern.trim(), value);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The dynamic-sparse-training configuration for a run of `total_steps` optimizer steps.
+    ///
+    /// # Errors
+    /// [`CliError::Invalid`] for an unknown anneal, and the configuration's own checks.
+    pub fn dst_config(&self, total_steps: i64) -> Result<DstConfig, CliError> {
+        let anneal: DropAnneal = self.drop_anneal.parse().map_err(CliError::Invalid)?;
+        // The end step scales with the multiplier in DstConfig; the default is 75% of the
+        // (already scaled) run, so divide it back.
+        let end = self.end_step.unwrap_or_else(|| {
+            ((total_steps as f64 * 0.75) / self.steps_multiplier).round() as i64
+        });
+        let c = DstConfig::new(self.method)
+            .with_begin_step(self.begin_step)
+            .with_end_step(end)
+            .with_frequency(self.delta_t)
+            .with_drop_fraction(self.drop_fraction)
+            .with_drop_anneal(anneal)
+            .with_grow_init(GrowInit::Zeros)
+            .with_training_steps_multiplier(self.steps_multiplier)
+            .with_train_on_update_steps(self.train_on_update_steps);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Epochs after the multiplier.
+    pub fn total_epochs(&self) -> usize {
+        ((self.epochs as f64) * self.steps_multiplier)
+            .round()
+            .max(1.0) as usize
+    }
+
+    /// The learning rate for `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        let drops = self
+            .lr_decay_epochs
+            .iter()
+            .filter(|&&e| (epoch as f64) >= e * self.steps_multiplier)
+            .count();
+        self.lr * self.lr_decay_factor.powi(drops as i32)
+    }
+
+    /// Check values no other check covers.
+    ///
+    /// # Errors
+    /// [`CliError::Invalid`] naming the setting.
+    pub fn validate(&self) -> Result<(), CliError> {
+        let bad = |m: String| Err(CliError::Invalid(m));
+        if self.batch_size == 0 {
+            return bad("batch size must be at least 1".into());
+        }
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("learning rate {} must be positive", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label smoothing {} is outside [0, 1)",
+                self.label_smoothing
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("momentum {} is outside [0, 1)", self.momentum));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!("weight decay {} must be >= 0", self.weight_decay));
+        }
+        if !(self.steps_multiplier.is_finite() && self.steps_multiplier > 0.0) {
+            return bad(format!(
+                "steps multiplier {} must be positive",
+                self.steps_multiplier
+            ));
+        }
+        self.sparsity_config()?;
+        Ok(())
+    }
+}

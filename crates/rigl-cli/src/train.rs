@@ -1,0 +1,880 @@
+//! `rigl train`: sparse training of a model on a data set, with a progress bar, a run
+//! directory (resolved config, per-epoch metrics as CSV and JSON, mask-update log, SVG plots,
+//! an atomic checkpoint every epoch, a final summary) and `--resume`.
+
+use crate::CliError;
+use crate::plot::{Series, line_chart};
+use crate::settings::TrainSettings;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Int, Tensor};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rigl_core::{Method, SparseTrainer, Sparsify, UpdateStats, load_checkpoint, save_checkpoint};
+use rigl_data::{Augmentation, ImageSet, MnistVariant, Split};
+use rigl_models::counter::{CountOptions, TrainingMethod, TrainingOptions, count_model};
+use rigl_models::{
+    Mlp, MlpConfig, MobileNetV1, MobileNetV1Config, MobileNetV2, MobileNetV2Config, ResNet,
+    ResNetConfig, SparseArchitecture, WideResNet, WideResNetConfig,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `rigl train`. Every setting can also come from `--config FILE` (TOML, same
+/// names as the flags); flags override the file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    /// TOML file with settings (keys are the flag names, e.g. `delta-t = 100`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run directory (default: runs/<model>-<dataset>-<method>-<sparsity>).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run in the run directory from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar; one line per epoch.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Model: mlp, wrn, resnet50, mobilenet-v1, mobilenet-v2.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Data set: mnist, fashion-mnist, cifar10, imagefolder.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Data directory (default: $RIGL_DATA_DIR, else ~/.cache/rigl-burn/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Do not fetch a missing data set.
+    #[arg(long)]
+    pub no_fetch: bool,
+    /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune.
+    #[arg(long)]
+    pub method: Option<rigl_core::Method>,
+    /// Sparsity distribution: uniform, er, erk.
+    #[arg(long)]
+    pub distribution: Option<rigl_core::Distribution>,
+    /// Global sparsity in [0, 1).
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    /// First-layer sparsity (0 = dense, unmasked).
+    #[arg(long)]
+    pub first_layer_sparsity: Option<f64>,
+    /// Last-layer sparsity (0 = dense, unmasked).
+    #[arg(long)]
+    pub last_layer_sparsity: Option<f64>,
+    /// Custom sparsity of the layers matching a pattern, PATTERN=S (repeatable).
+    #[arg(long)]
+    pub custom_sparsity: Vec<String>,
+    /// ERK power scale.
+    #[arg(long)]
+    pub erk_power_scale: Option<f64>,
+    /// Steps between mask updates (delta T).
+    #[arg(long)]
+    pub delta_t: Option<i64>,
+    /// Fraction of active connections dropped and regrown per update.
+    #[arg(long)]
+    pub drop_fraction: Option<f64>,
+    /// Drop-fraction anneal: constant, cosine, exponential_K.
+    #[arg(long)]
+    pub drop_anneal: Option<String>,
+    /// First step of mask updates.
+    #[arg(long)]
+    pub begin_step: Option<i64>,
+    /// Last step of mask updates (default: 75% of the run; negative: never stop).
+    #[arg(long, allow_hyphen_values = true)]
+    pub end_step: Option<i64>,
+    /// Scales epochs, learning-rate decay epochs and mask begin/end steps.
+    #[arg(long)]
+    pub steps_multiplier: Option<f64>,
+    /// Label smoothing of the loss.
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
+    /// Initial learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Epochs at which the learning rate decays, comma separated (e.g. 75,95).
+    #[arg(long, value_delimiter = ',')]
+    pub lr_decay_epochs: Option<Vec<f64>>,
+    /// Learning-rate decay factor (e.g. 0.3333).
+    #[arg(long)]
+    pub lr_decay_factor: Option<f64>,
+    /// SGD momentum.
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Nesterov momentum (true/false).
+    #[arg(long)]
+    pub nesterov: Option<bool>,
+    /// L2 weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimizer steps.
+    #[arg(long)]
+    pub max_steps: Option<i64>,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub train_subset: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long)]
+    pub test_subset: Option<usize>,
+    /// Seed of masks, data order and augmentation.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Device: flex (CPU), wgpu, cuda.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+impl TrainArgs {
+    /// The settings: defaults, then the config file, then the flags.
+    ///
+    /// # Errors
+    /// Config-file errors and invalid values.
+    pub fn settings(&self) -> Result<TrainSettings, CliError> {
+        let mut s = match &self.config {
+            Some(p) => TrainSettings::from_toml_file(p)?,
+            None => TrainSettings::default(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => {$( if let Some(v) = self.$f.clone() { s.$f = v; } )*};
+        }
+        set!(
+            model,
+            dataset,
+            method,
+            distribution,
+            sparsity,
+            erk_power_scale,
+            delta_t,
+            drop_fraction,
+            drop_anneal,
+            begin_step,
+            steps_multiplier,
+            label_smoothing,
+            lr,
+            lr_decay_epochs,
+            lr_decay_factor,
+            momentum,
+            nesterov,
+            weight_decay,
+            batch_size,
+            epochs,
+            seed,
+            device
+        );
+        macro_rules! set_opt {
+            ($($f:ident),*) => {$( if self.$f.is_some() { s.$f = self.$f.clone(); } )*};
+        }
+        set_opt!(
+            data_dir,
+            first_layer_sparsity,
+            last_layer_sparsity,
+            end_step,
+            max_steps,
+            train_subset,
+            test_subset
+        );
+        if !self.custom_sparsity.is_empty() {
+            s.custom_sparsity = self.custom_sparsity.clone();
+        }
+        s.no_fetch |= self.no_fetch;
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+/// The device named `name`.
+///
+/// # Errors
+/// [`CliError::Invalid`] for an unknown device or one this build does not include.
+pub fn device(name: &str) -> Result<Device, CliError> {
+    match name {
+        "flex" | "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        "wgpu" | "cuda" => Err(CliError::Invalid(format!(
+            "this build has no {name} backend: rebuild with `--features {name}`"
+        ))),
+        other => Err(CliError::Invalid(format!(
+            "unknown device `{other}`: expected flex, wgpu or cuda"
+        ))),
+    }
+}
+
+/// The train and test sets of `settings`.
+///
+/// # Errors
+/// Data errors (missing files that cannot be fetched, corrupt files) and unknown data sets.
+pub fn load_data(settings: &TrainSettings) -> Result<(ImageSet, ImageSet), CliError> {
+    let root = rigl_data::data_dir(settings.data_dir.as_deref());
+    let (train, test) = match settings.dataset.as_str() {
+        "mnist" | "fashion-mnist" | "fashion_mnist" => {
+            let variant: MnistVariant = settings.dataset.parse().map_err(CliError::Invalid)?;
+            let dir = rigl_data::mnist::ensure(&root, variant, !settings.no_fetch)?;
+            (
+                rigl_data::mnist::load(&dir, variant, Split::Train, true)?,
+                rigl_data::mnist::load(&dir, variant, Split::Test, true)?,
+            )
+        }
+        "cifar10" | "cifar-10" => {
+            let dir = root.join("cifar-10-batches-bin");
+            (
+                rigl_data::cifar::load(&dir, Split::Train)?,
+                rigl_data::cifar::load(&dir, Split::Test)?,
+            )
+        }
+        "imagefolder" => {
+            let load = |split: &str| -> Result<ImageSet, CliError> {
+                Ok(
+                    rigl_data::image_folder::ImageFolder::open(&root.join(split))?
+                        .load(settings.image_size)?,
+                )
+            };
+            (load("train")?, load("val")?)
+        }
+        other => {
+            return Err(CliError::Invalid(format!(
+                "unknown data set `{other}`: expected mnist, fashion-mnist, cifar10 or imagefolder"
+            )));
+        }
+    };
+    let train = match settings.train_subset {
+        Some(n) => train.take(n),
+        None => train,
+    };
+    let test = match settings.test_subset {
+        Some(n) => test.take(n),
+        None => test,
+    };
+    Ok((train, test))
+}
+
+/// A classifier of image batches `[b, c, h, w]`.
+pub trait Classifier: Module + 'static {
+    /// Logits `[b, classes]`.
+    fn logits(&self, x: Tensor<4>) -> Tensor<2>;
+}
+
+impl Classifier for Mlp {
+    fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_images(x)
+    }
+}
+
+macro_rules! classifier {
+    ($($t:ty),*) => {$(
+        impl Classifier for $t {
+            fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+                self.forward(x)
+            }
+        }
+    )*};
+}
+classifier!(WideResNet, ResNet, MobileNetV1, MobileNetV2);
+
+/// Run `f` with the model and architecture `settings` name, sized for `data`.
+macro_rules! with_model {
+    ($settings:expr, $data:expr, $device:expr, |$model:ident, $arch:ident| $body:expr) => {{
+        let s = $settings;
+        let d: &ImageSet = $data;
+        match s.model.as_str() {
+            "mlp" => {
+                let $arch = MlpConfig::new()
+                    .with_d_input(d.image_size())
+                    .with_num_classes(d.classes);
+                let $model = $arch.init($device);
+                $body
+            }
+            "wrn" | "wide-resnet" => {
+                let $arch = WideResNetConfig::new()
+                    .with_depth(s.wrn_depth)
+                    .with_widen_factor(s.wrn_width)
+                    .with_dropout(s.dropout)
+                    .with_num_classes(d.classes)
+                    .with_in_channels(d.channels)
+                    .with_input_size(d.height);
+                let $model = $arch.init($device);
+                $body
+            }
+            "resnet50" => {
+                let $arch = ResNetConfig::new()
+                    .with_num_classes(d.classes)
+                    .with_in_channels(d.channels)
+                    .with_input_size(d.height);
+                let $model = $arch.init($device);
+                $body
+            }
+            "mobilenet-v1" | "mobilenet_v1" => {
+                let $arch = MobileNetV1Config::new()
+                    .with_width_multiplier(s.width_multiplier)
+                    .with_num_classes(d.classes)
+                    .with_in_channels(d.channels)
+                    .with_input_size(d.height);
+                let $model = $arch.init($device);
+                $body
+            }
+            "mobilenet-v2" | "mobilenet_v2" => {
+                let $arch = MobileNetV2Config::new()
+                    .with_width_multiplier(s.width_multiplier)
+                    .with_num_classes(d.classes)
+                    .with_in_channels(d.channels)
+                    .with_input_size(d.height);
+                let $model = $arch.init($device);
+                $body
+            }
+            other => Err(CliError::Invalid(format!(
+                "unknown model `{other}`: expected mlp, wrn, resnet50, mobilenet-v1 or mobilenet-v2"
+            ))),
+        }
+    }};
+}
+pub(crate) use with_model;
+
+/// One epoch's metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub step: i64,
+    /// Learning rate of the epoch.
+    pub lr: f64,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training accuracy (on the batches as trained).
+    pub train_accuracy: f64,
+    /// Test loss.
+    pub test_loss: f64,
+    /// Test accuracy.
+    pub test_accuracy: f64,
+    /// Global sparsity of the kernels.
+    pub sparsity: f64,
+    /// Per-layer density (active / total), by parameter path.
+    pub density: Vec<(String, f64)>,
+    /// Training throughput.
+    pub samples_per_second: f64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Model name.
+    pub model: String,
+    /// Data set name.
+    pub dataset: String,
+    /// Method.
+    pub method: String,
+    /// Final test accuracy.
+    pub test_accuracy: f64,
+    /// Best test accuracy over epochs.
+    pub best_test_accuracy: f64,
+    /// Final global sparsity of the kernels.
+    pub sparsity: f64,
+    /// Active kernel weights.
+    pub nnz: usize,
+    /// Inference FLOPs of the final model.
+    pub inference_flops: f64,
+    /// Inference FLOPs relative to the dense model.
+    pub inference_flops_ratio: f64,
+    /// Training FLOPs relative to dense training (method, delta T, multiplier).
+    pub training_flops_ratio: f64,
+    /// Model size in decimal MB.
+    pub size_mb: f64,
+    /// Optimizer steps.
+    pub steps: i64,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Total wall time of the training epochs (this invocation and resumed ones).
+    pub train_seconds: f64,
+}
+
+fn training_method(m: Method) -> TrainingMethod {
+    match m {
+        Method::Dense => TrainingMethod::Dense,
+        Method::Scratch | Method::StaticRezero => TrainingMethod::Static,
+        Method::Set => TrainingMethod::Set,
+        Method::Snfs => TrainingMethod::Snfs,
+        Method::Rigl => TrainingMethod::Rigl,
+        Method::Snip => TrainingMethod::Snip,
+        Method::Prune => TrainingMethod::Pruning,
+    }
+}
+
+fn sgd(s: &TrainSettings) -> ModuleOptimizer {
+    let momentum = (s.momentum > 0.0).then(|| {
+        MomentumConfig::new()
+            .with_momentum(s.momentum)
+            .with_dampening(0.0)
+            .with_nesterov(s.nesterov)
+    });
+    let decay = (s.weight_decay > 0.0).then(|| WeightDecayConfig::new(s.weight_decay as f32));
+    SgdConfig::new()
+        .with_momentum(momentum)
+        .with_weight_decay(decay)
+        .init()
+}
+
+/// Accuracy and mean loss of `model` on `data`.
+pub fn evaluate<M: Classifier>(model: &M, data: &ImageSet, device: &Device) -> (f64, f64) {
+    let model = model.valid();
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut correct, mut loss_sum) = (0i64, 0.0f64);
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(1000) {
+        let (x, y) = data.batch(chunk, None, device);
+        let logits = model.logits(x);
+        loss_sum += loss_fn
+            .forward(logits.clone(), y.clone())
+            .into_scalar::<f64>()
+            * chunk.len() as f64;
+        correct += accuracy_count(logits, y);
+    }
+    let n = data.len().max(1) as f64;
+    (correct as f64 / n, loss_sum / n)
+}
+
+fn accuracy_count(logits: Tensor<2>, y: Tensor<1, Int>) -> i64 {
+    logits
+        .argmax(1)
+        .reshape([-1])
+        .equal(y)
+        .int()
+        .sum()
+        .into_scalar::<i64>()
+}
+
+/// The default run directory of `s`.
+pub fn default_run_dir(s: &TrainSettings) -> PathBuf {
+    PathBuf::from("runs").join(format!(
+        "{}-{}-{}-{}",
+        s.model, s.dataset, s.method, s.sparsity
+    ))
+}
+
+/// Run `rigl train`.
+///
+/// # Errors
+/// Settings, data, model, training and I/O errors.
+pub fn run(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let settings = args.settings()?;
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| default_run_dir(&settings));
+    train(&settings, &run_dir, args.resume, args.quiet, out).map(|_| ())
+}
+
+/// Train with `settings` into `run_dir`; the library entry point of `rigl train`.
+///
+/// # Errors
+/// Settings, data, model, training and I/O errors.
+pub fn train(
+    settings: &TrainSettings,
+    run_dir: &Path,
+    resume: bool,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<Summary, CliError> {
+    let device = device(&settings.device)?.autodiff();
+    let (train_set, test_set) = load_data(settings)?;
+    with_model!(settings, &train_set, &device, |model, arch| {
+        train_model(
+            settings, model, &arch, &train_set, &test_set, &device, run_dir, resume, quiet, out,
+        )
+    })
+}
+
+const CHECKPOINT: &str = "checkpoint.ckpt";
+
+#[allow(clippy::too_many_arguments)]
+fn train_model<M: Classifier, A: SparseArchitecture>(
+    s: &TrainSettings,
+    model: M,
+    arch: &A,
+    train_set: &ImageSet,
+    test_set: &ImageSet,
+    device: &Device,
+    run_dir: &Path,
+    resume: bool,
+    quiet: bool,
+    out: &mut dyn Write,
+) -> Result<Summary, CliError> {
+    std::fs::create_dir_all(run_dir).map_err(|e| CliError::io(run_dir, e))?;
+    let ckpt = run_dir.join(CHECKPOINT);
+    let batches_per_epoch = train_set.len().div_ceil(s.batch_size);
+    let epochs = s.total_epochs();
+    let total_steps = (batches_per_epoch * epochs) as i64;
+    let sparsity = s.sparsity_config()?;
+    let dst = s.dst_config(total_steps)?;
+
+    let (mut model, mut optim, mut trainer, mut history, mut updates, start_epoch) =
+        if resume && ckpt.is_file() {
+            let saved = TrainSettings::from_toml_file(&run_dir.join("config.toml"))?;
+            if saved.model != s.model || saved.dataset != s.dataset || saved.method != s.method {
+                return Err(CliError::Invalid(format!(
+                    "--resume: {} holds a {} {} {} run, not {} {} {}",
+                    run_dir.display(),
+                    saved.model,
+                    saved.dataset,
+                    saved.method,
+                    s.model,
+                    s.dataset,
+                    s.method
+                )));
+            }
+            let r = load_checkpoint(&ckpt, model, sgd(s), device)?;
+            let epoch: usize = r
+                .user
+                .get("epoch")
+                .and_then(|e| e.parse().ok())
+                .unwrap_or(0);
+            let history: Vec<EpochRecord> =
+                read_json(&run_dir.join("metrics.json")).unwrap_or_default();
+            let updates: Vec<UpdateStats> =
+                read_json(&run_dir.join("updates.json")).unwrap_or_default();
+            writeln!(
+                out,
+                "Resuming {} from epoch {epoch} (step {})",
+                run_dir.display(),
+                r.trainer.step_count()
+            )?;
+            (r.model, r.optim, r.trainer, history, updates, epoch)
+        } else {
+            let (model, trainer) = SparseTrainer::init(model, &sparsity, dst.clone())?;
+            (model, sgd(s), trainer, Vec::new(), Vec::new(), 0)
+        };
+    write_atomic(&run_dir.join("config.toml"), s.to_toml().as_bytes())?;
+
+    writeln!(
+        out,
+        "Training {} on {} ({} train / {} test images), {} at sparsity {} ({}), {} epochs of {} batches, run directory {}",
+        s.model,
+        s.dataset,
+        train_set.len(),
+        test_set.len(),
+        s.method,
+        s.sparsity,
+        s.distribution,
+        epochs,
+        batches_per_epoch,
+        run_dir.display()
+    )?;
+    if start_epoch == 0 {
+        writeln!(out, "{}", model.sparsity_report())?;
+    }
+
+    let smoothing = (s.label_smoothing > 0.0).then_some(s.label_smoothing as f32);
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing(smoothing)
+        .init(device);
+    let augment = (s.dataset.starts_with("cifar")).then_some(Augmentation { pad: 4, flip: true });
+    let mut stopped = false;
+    for epoch in start_epoch..epochs {
+        let lr = s.lr_at(epoch);
+        let order = train_set.epoch_order(s.seed, epoch as u32);
+        let bar = progress_bar(batches_per_epoch, epoch + 1, epochs, quiet);
+        let started = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
+        for (b, chunk) in order.chunks(s.batch_size).enumerate() {
+            if s.max_steps.is_some_and(|m| trainer.step_count() >= m) {
+                stopped = true;
+                break;
+            }
+            let (x, y) = train_set.batch(chunk, augment.map(|a| (a, s.seed, epoch as u32)), device);
+            let logits = model.logits(x);
+            let loss = loss_fn.forward(logits.clone(), y.clone());
+            let loss_value = loss.clone().into_scalar::<f64>();
+            if !loss_value.is_finite() {
+                return Err(CliError::Invalid(format!(
+                    "the loss became {loss_value} at step {}: lower the learning rate",
+                    trainer.step_count()
+                )));
+            }
+            correct += accuracy_count(logits.detach(), y.clone());
+            seen += chunk.len();
+            loss_sum += loss_value * chunk.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let step = trainer.step(model, &mut optim, lr, grads)?;
+            model = step.model;
+            if let Some(u) = step.update {
+                updates.push(u);
+            }
+            if b % 10 == 0 {
+                let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.3} {:.0} samples/s",
+                    loss_sum / seen.max(1) as f64,
+                    correct as f64 / seen.max(1) as f64,
+                    rate
+                ));
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        let (test_accuracy, test_loss) = evaluate(&model, test_set, device);
+        let report = model.sparsity_report();
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            step: trainer.step_count(),
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            test_loss,
+            test_accuracy,
+            sparsity: report.sparsity,
+            density: report
+                .layers
+                .iter()
+                .map(|l| (l.path.clone(), 1.0 - l.sparsity))
+                .collect(),
+            samples_per_second: seen as f64 / seconds.max(1e-9),
+            seconds,
+        };
+        writeln!(
+            out,
+            "epoch {:>3}/{epochs}  step {:>6}  lr {:.4}  loss {:.4}  train acc {:.4}  test acc {:.4}  sparsity {:.4}  {:.0} samples/s",
+            record.epoch,
+            record.step,
+            lr,
+            record.train_loss,
+            record.train_accuracy,
+            record.test_accuracy,
+            record.sparsity,
+            record.samples_per_second
+        )?;
+        history.push(record);
+        let user = HashMap::from([("epoch".to_string(), (epoch + 1).to_string())]);
+        save_checkpoint(&ckpt, &model, &optim, &trainer, &user)?;
+        write_outputs(run_dir, &history, &updates)?;
+        if stopped {
+            break;
+        }
+    }
+
+    let report = model.sparsity_report();
+    let options = CountOptions {
+        training: TrainingOptions {
+            method: training_method(s.method),
+            delta_t: s.delta_t.max(1) as u64,
+            multiplier: s.steps_multiplier,
+            ..TrainingOptions::default()
+        },
+        ..CountOptions::default()
+    };
+    let count = match s.method {
+        Method::Prune => rigl_models::counter::count(
+            arch,
+            &sparsity,
+            &CountOptions {
+                training: TrainingOptions {
+                    method: TrainingMethod::Pruning,
+                    pruning: rigl_models::counter::PruningSchedule {
+                        total_steps: total_steps.max(2) as u64,
+                        begin_step: dst.schedule().begin_step.max(0) as u64,
+                        end_step: dst.schedule().end_step.max(1) as u64,
+                    },
+                    ..options.training
+                },
+                ..options
+            },
+        )?,
+        _ => count_model(&model, arch, &options)?,
+    };
+    let last = history.last();
+    let summary = Summary {
+        model: s.model.clone(),
+        dataset: s.dataset.clone(),
+        method: s.method.to_string(),
+        test_accuracy: last.map(|r| r.test_accuracy).unwrap_or(0.0),
+        best_test_accuracy: history.iter().map(|r| r.test_accuracy).fold(0.0, f64::max),
+        sparsity: report.sparsity,
+        nnz: report.nnz,
+        inference_flops: count.totals.inference_flops,
+        inference_flops_ratio: count.totals.inference_flops_ratio,
+        training_flops_ratio: count.totals.training_flops_ratio,
+        size_mb: count.totals.size_mb,
+        steps: trainer.step_count(),
+        epochs: history.len(),
+        train_seconds: history.iter().map(|r| r.seconds).sum(),
+    };
+    write_atomic(
+        &run_dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    writeln!(out, "\n{report}")?;
+    writeln!(
+        out,
+        "\nDone: test accuracy {:.4} (best {:.4}), sparsity {:.4} ({} active weights), inference {:.4e} FLOPs ({:.3}x dense), training {:.3}x dense FLOPs, {:.3} MB, {} steps in {:.1} s",
+        summary.test_accuracy,
+        summary.best_test_accuracy,
+        summary.sparsity,
+        summary.nnz,
+        summary.inference_flops,
+        summary.inference_flops_ratio,
+        summary.training_flops_ratio,
+        summary.size_mb,
+        summary.steps,
+        summary.train_seconds
+    )?;
+    Ok(summary)
+}
+
+fn progress_bar(len: usize, epoch: usize, epochs: usize, quiet: bool) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "epoch {epoch}/{epochs} [{{bar:30}}] {{pos}}/{{len}} {{msg}} ({{eta}})"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// Write a file atomically (temporary file, then rename).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    rigl_core::io::write_atomic(path, bytes).map_err(CliError::from)
+}
+
+fn write_outputs(
+    dir: &Path,
+    history: &[EpochRecord],
+    updates: &[UpdateStats],
+) -> Result<(), CliError> {
+    write_atomic(
+        &dir.join("metrics.json"),
+        serde_json::to_string_pretty(history)?.as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join("updates.json"),
+        serde_json::to_string(updates)?.as_bytes(),
+    )?;
+    let mut csv = String::from(
+        "epoch,step,lr,train_loss,train_accuracy,test_loss,test_accuracy,sparsity,samples_per_second,seconds\n",
+    );
+    for r in history {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{}\n",
+            r.epoch,
+            r.step,
+            r.lr,
+            r.train_loss,
+            r.train_accuracy,
+            r.test_loss,
+            r.test_accuracy,
+            r.sparsity,
+            r.samples_per_second,
+            r.seconds
+        ));
+    }
+    write_atomic(&dir.join("metrics.csv"), csv.as_bytes())?;
+    let mut ucsv = String::from("step,drop_fraction,changed_fraction\n");
+    for u in updates {
+        ucsv.push_str(&format!(
+            "{},{},{}\n",
+            u.step,
+            u.drop_fraction,
+            u.changed_fraction()
+        ));
+    }
+    write_atomic(&dir.join("updates.csv"), ucsv.as_bytes())?;
+
+    let epochs = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
+        history.iter().map(|r| (r.epoch as f64, f(r))).collect()
+    };
+    let plots = [
+        (
+            "loss.svg",
+            line_chart(
+                "Loss",
+                "epoch",
+                "loss",
+                &[
+                    Series::new("train", epochs(|r| r.train_loss)),
+                    Series::new("test", epochs(|r| r.test_loss)),
+                ],
+            ),
+        ),
+        (
+            "accuracy.svg",
+            line_chart(
+                "Accuracy",
+                "epoch",
+                "accuracy",
+                &[
+                    Series::new("train", epochs(|r| r.train_accuracy)),
+                    Series::new("test", epochs(|r| r.test_accuracy)),
+                ],
+            ),
+        ),
+        (
+            "density.svg",
+            line_chart(
+                "Per-layer density",
+                "epoch",
+                "active / total",
+                &history
+                    .first()
+                    .map(|f| {
+                        f.density
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (path, _))| {
+                                Series::new(
+                                    path,
+                                    history
+                                        .iter()
+                                        .map(|r| (r.epoch as f64, r.density[i].1))
+                                        .collect(),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default(),
+            ),
+        ),
+        (
+            "changes.svg",
+            line_chart(
+                "Connections changed at each mask update",
+                "step",
+                "fraction of active connections new",
+                &[Series::new(
+                    "changed",
+                    updates
+                        .iter()
+                        .map(|u| (u.step as f64, u.changed_fraction()))
+                        .collect(),
+                )],
+            ),
+        ),
+    ];
+    for (name, svg) in plots {
+        write_atomic(&dir.join(name), svg.as_bytes())?;
+    }
+    Ok(())
+}
