@@ -2,7 +2,7 @@
 
 use crate::CliError;
 use crate::settings::TrainSettings;
-use crate::train::{Classifier, device, evaluate, load_data, with_model};
+use crate::train::{Classifier, device, evaluate, load_data, seeded, with_model};
 use burn::tensor::Device;
 use clap::Args;
 use rigl_core::{Sparsify, load_checkpoint};
