@@ -19,7 +19,7 @@ pub const NORMALIZATION: [(f32, f32); 3] = [(0.4914, 0.2470), (0.4822, 0.2435), 
 /// [`DataError::Truncated`] when the size is not a whole number of records,
 /// [`DataError::Format`] for a label above 9.
 pub fn parse_batch(bytes: &[u8], path: &Path, set: &mut ImageSet) -> Result<()> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(DataError::Truncated {
             path: path.to_path_buf(),
             expected: bytes.len().div_ceil(RECORD).max(1) * RECORD,

