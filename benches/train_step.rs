@@ -15,6 +15,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use divan::Bencher;
 use rigl_burn::core::optim_state::reset_optimizer_slots;
 use rigl_burn::core::{DstConfig, Method, SparseTrainer, SparsityConfig};
+use rigl_burn::models::{WideResNet, WideResNetConfig};
 use std::collections::HashMap;
 
 fn main() {
@@ -198,5 +199,75 @@ fn resnet50_optimizer_reset(bencher: Bencher) {
         .bench_local_values(|mut o| {
             reset_optimizer_slots(&mut o, &resets).unwrap();
             o
+        });
+}
+
+fn wrn_batch(device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let x = Tensor::random([32, 3, 32, 32], Distribution::Normal(0.0, 1.0), device);
+    let y: Vec<i64> = (0..32).map(|i| i % 10).collect();
+    (x, Tensor::from_data(TensorData::new(y, [32]), device))
+}
+
+fn wrn_grads(model: &WideResNet, x: &Tensor<4>, y: &Tensor<1, Int>) -> GradientsParams {
+    let loss = CrossEntropyLossConfig::new()
+        .init(&x.device())
+        .forward(model.forward(x.clone()), y.clone());
+    GradientsParams::from_grads(loss.backward(), model)
+}
+
+/// WRN-22-2 on CIFAR-sized input, batch 32, dense: forward, backward, SGD.
+#[divan::bench(sample_count = 5)]
+fn wrn_dense_step(bencher: Bencher) {
+    let device = Device::default().autodiff();
+    let (x, y) = wrn_batch(&device);
+    let mut model = WideResNetConfig::new().init(&device);
+    let mut optim = sgd();
+    bencher.bench_local(|| {
+        let grads = wrn_grads(&model, &x, &y);
+        model = optim.step(0.1, model.clone(), grads);
+    });
+}
+
+/// WRN-22-2, 90% ERK (first conv dense), RigL, a step without mask update.
+#[divan::bench(sample_count = 5)]
+fn wrn_sparse_step(bencher: Bencher) {
+    let device = Device::default().autodiff();
+    let (x, y) = wrn_batch(&device);
+    let dst = DstConfig::new(Method::Rigl).with_begin_step(1_000_000_000);
+    let sparsity = SparsityConfig::erk(0.9).first_layer_dense();
+    let (mut model, mut trainer) =
+        SparseTrainer::init(WideResNetConfig::new().init(&device), &sparsity, dst).unwrap();
+    let mut optim = sgd();
+    bencher.bench_local(|| {
+        let grads = wrn_grads(&model, &x, &y);
+        model = trainer
+            .step(model.clone(), &mut optim, 0.1, grads)
+            .unwrap()
+            .model;
+    });
+}
+
+/// WRN-22-2, 90% ERK, a RigL update step (dense-gradient pass, drop, grow, resets).
+#[divan::bench(sample_count = 5)]
+fn wrn_sparse_update_step(bencher: Bencher) {
+    let device = Device::default().autodiff();
+    let (x, y) = wrn_batch(&device);
+    let dst = DstConfig::new(Method::Rigl).with_frequency(1);
+    let sparsity = SparsityConfig::erk(0.9).first_layer_dense();
+    let (model, mut trainer) =
+        SparseTrainer::init(WideResNetConfig::new().init(&device), &sparsity, dst).unwrap();
+    let mut optim = sgd();
+    let g = wrn_grads(&model, &x, &y);
+    let model = trainer.step(model, &mut optim, 0.1, g).unwrap().model;
+    let g = wrn_grads(&model, &x, &y);
+    let model = trainer.step(model, &mut optim, 0.1, g).unwrap().model;
+    assert!(trainer.is_update_step());
+    bencher
+        .with_inputs(|| (model.clone(), trainer.clone(), optim.clone()))
+        .bench_local_values(|(model, mut t, mut o)| {
+            let grads = wrn_grads(&model, &x, &y);
+            let out = t.step(model, &mut o, 0.1, grads).unwrap();
+            assert!(out.update.is_some());
+            (out.model, t, o)
         });
 }
