@@ -151,7 +151,12 @@ mod wgpu {
     #[test]
     fn wgpu_equals_reference() {
         let device = device();
+        let probe = Tensor::<1>::zeros([1], &device);
+        let name = format!("{:?}", probe.device());
+        assert!(name.to_lowercase().contains("wgpu"), "not a wgpu device: {name}");
+        eprintln!("device: {name}");
         let problems = catalogue(100_000);
+        eprintln!("{} problems", problems.len());
         check_device(&problems, &device);
         check_random(&catalogue(4_097), &device);
         check_errors(&device);
