@@ -9,7 +9,7 @@
 use crate::cpu_reference::random_mask::RandomSegment;
 use crate::cpu_reference::top_k_mask::Segment;
 use burn::backend::tensor::{BoolTensor, FloatTensor, IntTensor};
-use burn::backend::{BoolDType, DType, Shape};
+use burn::backend::{BoolDType, DType};
 
 /// Output metadata for fusion: a mask like `len` positions, and two counts per segment.
 #[cfg(feature = "cube")]
@@ -23,8 +23,8 @@ fn select_specs(
 ) {
     use burn::backend::fusion::custom::TensorSpec;
     (
-        TensorSpec::new(Shape::new([len]), DType::Bool(bool_dtype)),
-        TensorSpec::new(Shape::new([n_segments * 2]), DType::U32),
+        TensorSpec::new(burn::backend::Shape::new([len]), DType::Bool(bool_dtype)),
+        TensorSpec::new(burn::backend::Shape::new([n_segments * 2]), DType::U32),
     )
 }
 
@@ -76,7 +76,7 @@ pub trait SelectBackend: burn::backend::Backend {
     ) -> (BoolTensor<Self>, IntTensor<Self>);
 
     /// The Philox samples of `len` positions (`u32`), on the device of `anchor`.
-    #[fusion(meta = |_anchor, len, _seed, _step, _segments| burn::backend::fusion::custom::TensorSpec::new(Shape::new([*len]), DType::U32))]
+    #[fusion(meta = |_anchor, len, _seed, _step, _segments| burn::backend::fusion::custom::TensorSpec::new(burn::backend::Shape::new([*len]), DType::U32))]
     fn philox_u32(
         anchor: FloatTensor<Self>,
         len: usize,

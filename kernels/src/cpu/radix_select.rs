@@ -20,9 +20,11 @@ use crate::cpu_reference::top_k_mask::{SegmentedSelection, SelectError, Segment}
 use rayon::prelude::*;
 
 /// Segments shorter than this use the packed selection directly.
-const SMALL_SEGMENT: usize = 1 << 13;
-/// Elements per parallel task in the histogram and select passes.
+const SMALL_SEGMENT: usize = 1 << 18;
+/// Elements per parallel task when generating keys.
 const CHUNK: usize = 1 << 17;
+/// The fewest elements worth a parallel task of the radix passes.
+const MIN_CHUNK: usize = 1 << 16;
 /// Bins of the first (and only) radix digit: the top 16 bits of a key.
 const BINS: usize = 1 << 16;
 
@@ -123,35 +125,37 @@ fn select_segment<S: KeySource>(
         return counts;
     }
 
+    // One task per chunk, a few per thread: each owns its histogram.
+    let tasks = (rayon::current_num_threads() * 2).clamp(1, len.div_ceil(MIN_CHUNK));
+    let chunk = len.div_ceil(tasks);
+
     // Pass 1: histogram of the top 16 bits, NaN count.
-    let (hist, nan) = (0..len.div_ceil(CHUNK))
+    let partial: Vec<(Vec<u32>, usize)> = (0..tasks)
         .into_par_iter()
-        .fold(
-            || (vec![0u32; BINS], 0usize),
-            |(mut hist, mut nan), c| {
-                let lo = c * CHUNK;
-                let hi = (lo + CHUNK).min(len);
-                for local in lo..hi {
-                    if !valid(local) {
-                        continue;
-                    }
-                    match source.key(offset + local, local) {
-                        Some(key) => hist[(key >> 16) as usize] += 1,
-                        None => nan += 1,
-                    }
-                }
-                (hist, nan)
-            },
-        )
-        .reduce(
-            || (vec![0u32; BINS], 0usize),
-            |(mut a, na), (b, nb)| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += *y;
-                }
-                (a, na + nb)
-            },
-        );
+        .map(|t| {
+            let lo = t * chunk;
+            let hi = (lo + chunk).min(len);
+            let mut hist = vec![0u32; BINS];
+            let mut nan = 0usize;
+            let mut add = |local: usize| match source.key(offset + local, local) {
+                Some(key) => hist[(key >> 16) as usize] += 1,
+                None => nan += 1,
+            };
+            match eligible {
+                None => (lo..hi).for_each(&mut add),
+                Some(e) => (lo..hi).filter(|&l| e[offset + l]).for_each(&mut add),
+            }
+            (hist, nan)
+        })
+        .collect();
+    let mut parts = partial.into_iter();
+    let (mut hist, mut nan) = parts.next().unwrap_or_else(|| (vec![0u32; BINS], 0));
+    for (h, n) in parts {
+        for (x, y) in hist.iter_mut().zip(&h) {
+            *x += *y;
+        }
+        nan += n;
+    }
     let available: usize = hist.iter().map(|&h| h as usize).sum();
     let counts = SegmentCounts { nan, available };
     if k == 0 || k > available {
@@ -174,24 +178,29 @@ fn select_segment<S: KeySource>(
 
     // Pass 2: select everything above the bin, collect the bin's candidates.
     let candidates: Vec<Vec<u64>> = out
-        .par_chunks_mut(CHUNK)
+        .par_chunks_mut(chunk)
         .enumerate()
-        .map(|(c, chunk)| {
-            let lo = c * CHUNK;
+        .map(|(c, part)| {
+            let lo = c * chunk;
             let mut cand = Vec::new();
-            for (j, o) in chunk.iter_mut().enumerate() {
+            let mut visit = |j: usize, o: &mut bool| {
                 let local = lo + j;
-                if !valid(local) {
-                    continue;
-                }
                 if let Some(key) = source.key(offset + local, local) {
                     let top = key >> 16;
-                    if top > bin {
-                        *o = true;
-                    } else if top == bin {
+                    // Branch-free: about a third of the flags are set, in random order.
+                    *o |= top > bin;
+                    if top == bin {
                         cand.push(pack(key, local));
                     }
                 }
+            };
+            match eligible {
+                None => part.iter_mut().enumerate().for_each(|(j, o)| visit(j, o)),
+                Some(e) => part
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(j, _)| e[offset + lo + j])
+                    .for_each(|(j, o)| visit(j, o)),
             }
             cand
         })
