@@ -87,8 +87,7 @@ mod cpu_host {
     fn reference_select_nth(bencher: Bencher, n: usize) {
         let p = single(n);
         bencher.counter(ItemsCount::new(n)).bench(|| {
-            cpu_reference::top_k_mask::segmented_top_k_mask(&p.scores, None, &p.segments)
-                .unwrap()
+            cpu_reference::top_k_mask::segmented_top_k_mask(&p.scores, None, &p.segments).unwrap()
         });
     }
 
@@ -120,8 +119,7 @@ mod cpu_host {
     fn resnet50_reference_select_nth(bencher: Bencher) {
         let p = resnet();
         bencher.counter(ItemsCount::new(p.len())).bench(|| {
-            cpu_reference::top_k_mask::segmented_top_k_mask(&p.scores, None, &p.segments)
-                .unwrap()
+            cpu_reference::top_k_mask::segmented_top_k_mask(&p.scores, None, &p.segments).unwrap()
         });
     }
 
@@ -147,9 +145,9 @@ mod cpu_host {
                 stream: i as u32,
             })
             .collect();
-        bencher.counter(ItemsCount::new(p.len())).bench(|| {
-            cpu::segmented_random_top_k_mask(1, 0, p.len(), None, &segments).unwrap()
-        });
+        bencher
+            .counter(ItemsCount::new(p.len()))
+            .bench(|| cpu::segmented_random_top_k_mask(1, 0, p.len(), None, &segments).unwrap());
     }
 
     /// Copy bandwidth of the machine: read and write 25.5M `f32`.

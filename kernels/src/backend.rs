@@ -96,11 +96,17 @@ mod flex {
     type Device = <Flex as burn::backend::BackendTypes>::Device;
 
     fn host_f32(t: FloatTensor<Flex>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data")
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 data")
     }
 
     fn host_bool(t: BoolTensor<Flex>) -> Vec<bool> {
-        t.into_data().convert::<bool>().try_into_vec::<bool>().expect("bool data")
+        t.into_data()
+            .convert::<bool>()
+            .try_into_vec::<bool>()
+            .expect("bool data")
     }
 
     fn outputs(
@@ -192,8 +198,8 @@ mod flex {
             segments: Vec<RandomSegment>,
         ) -> IntTensor<Self> {
             let device = anchor.device();
-            let keys =
-                cpu::philox_u32(seed, step, len, &segments).expect("layout validated by the caller");
+            let keys = cpu::philox_u32(seed, step, len, &segments)
+                .expect("layout validated by the caller");
             Flex::int_from_data(TensorData::new(keys, [len]), &device)
         }
     }
@@ -295,7 +301,15 @@ mod cube {
         ) -> (BoolTensor<Self>, IntTensor<Self>) {
             let len = eligible.meta.shape().num_elements();
             let like = eligible.clone();
-            random(&like, len, Some(eligible), seed, step, &segments, bool_dtype)
+            random(
+                &like,
+                len,
+                Some(eligible),
+                seed,
+                step,
+                &segments,
+                bool_dtype,
+            )
         }
 
         fn philox_u32(

@@ -230,9 +230,7 @@ pub fn problem(
         .into_iter()
         .map(|(offset, len)| {
             let available = (offset..offset + len)
-                .filter(|&i| {
-                    eligible.as_ref().is_none_or(|e| e[i]) && !scores[i].is_nan()
-                })
+                .filter(|&i| eligible.as_ref().is_none_or(|e| e[i]) && !scores[i].is_nan())
                 .count();
             let k = match k {
                 KRule::Zero => 0,

@@ -10,8 +10,8 @@ use crate::components::{
 };
 use burn::backend::DType;
 use burn::tensor::Shape;
-use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
 /// The largest number of cubes along one dimension of a launch grid.
@@ -46,7 +46,11 @@ fn grid(cubes: usize) -> CubeCount {
 
 /// A `u32` tensor on the device of `like`, uploaded from the host.
 fn upload_u32(like: &CubeTensor, values: &[u32]) -> CubeTensor {
-    let values = if values.is_empty() { &[0u32][..] } else { values };
+    let values = if values.is_empty() {
+        &[0u32][..]
+    } else {
+        values
+    };
     let handle = like.client.create_from_slice(u32::as_bytes(values));
     CubeTensor::new_contiguous(
         like.client.clone(),

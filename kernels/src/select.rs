@@ -7,9 +7,9 @@
 
 use crate::backend::SelectBackend;
 use crate::cpu_reference::random_mask::RandomSegment;
-use crate::cpu_reference::top_k_mask::{SelectError, Segment};
+use crate::cpu_reference::top_k_mask::{Segment, SelectError};
 use burn::backend::Dispatch;
-use burn::tensor::{Bool, Device, DType, Int, Tensor};
+use burn::tensor::{Bool, DType, Device, Int, Tensor};
 
 /// A segmented selection on a device.
 #[derive(Clone, Debug)]
@@ -124,11 +124,9 @@ pub fn segmented_top_k_mask(
     let bool_dtype = scores.device().settings().bool_dtype;
     let segs = segments.to_vec();
     let (mask, counts) = match eligible {
-        None => <Dispatch as SelectBackend>::segmented_top_k(
-            scores.into_dispatch(),
-            segs,
-            bool_dtype,
-        ),
+        None => {
+            <Dispatch as SelectBackend>::segmented_top_k(scores.into_dispatch(), segs, bool_dtype)
+        }
         Some(e) => <Dispatch as SelectBackend>::segmented_top_k_eligible(
             scores.into_dispatch(),
             e.without_autodiff().into_dispatch(),
@@ -260,7 +258,10 @@ mod tests {
     use burn::tensor::TensorData;
 
     fn bools(t: Tensor<1, Bool>) -> Vec<bool> {
-        t.into_data().convert::<bool>().try_into_vec::<bool>().unwrap()
+        t.into_data()
+            .convert::<bool>()
+            .try_into_vec::<bool>()
+            .unwrap()
     }
 
     #[test]

@@ -11,15 +11,22 @@ use rigl_kernels::cpu_reference::top_k_mask::segmented_top_k_mask as reference;
 use rigl_kernels::{RandomSegment, SelectError, cpu};
 
 fn bools(t: Tensor<1, Bool>) -> Vec<bool> {
-    t.into_data().convert::<bool>().try_into_vec::<bool>().unwrap()
+    t.into_data()
+        .convert::<bool>()
+        .try_into_vec::<bool>()
+        .unwrap()
 }
 
 fn check_fast_cpu(problems: &[Problem]) {
     for p in problems {
         let expect = reference(&p.scores, p.eligible.as_deref(), &p.segments).unwrap();
-        let got = cpu::segmented_top_k_mask(&p.scores, p.eligible.as_deref(), &p.segments)
-            .unwrap();
-        assert_eq!(got.mask.iter().filter(|m| **m).count(), p.selected(), "{}", p.name);
+        let got = cpu::segmented_top_k_mask(&p.scores, p.eligible.as_deref(), &p.segments).unwrap();
+        assert_eq!(
+            got.mask.iter().filter(|m| **m).count(),
+            p.selected(),
+            "{}",
+            p.name
+        );
         assert!(got == expect, "fast CPU path differs on {}", p.name);
     }
 }
@@ -70,7 +77,12 @@ fn check_random(problems: &[Problem], device: &Device) {
         assert_eq!(bools(got), expect, "random {}", p.name);
         let keys = rigl_kernels::philox_u32(11, 4, n, &segments, device).unwrap();
         let keys: Vec<u32> = keys.into_data().convert::<u32>().try_into_vec().unwrap();
-        assert_eq!(keys, cpu::philox_u32(11, 4, n, &segments).unwrap(), "{}", p.name);
+        assert_eq!(
+            keys,
+            cpu::philox_u32(11, 4, n, &segments).unwrap(),
+            "{}",
+            p.name
+        );
     }
     // Growth among inactive positions: eligible = not currently selected.
     for p in problems.iter().filter(|p| p.eligible.is_some()) {
@@ -80,10 +92,7 @@ fn check_random(problems: &[Problem], device: &Device) {
             .into_iter()
             .map(|s| {
                 let avail = e[s.offset..s.offset + s.len].iter().filter(|b| **b).count();
-                RandomSegment {
-                    k: avail / 3,
-                    ..s
-                }
+                RandomSegment { k: avail / 3, ..s }
             })
             .collect();
         let expect = segmented_random_top_k_mask(5, 9, n, Some(&e), &segments).unwrap();
@@ -153,7 +162,10 @@ mod wgpu {
         let device = device();
         let probe = Tensor::<1>::zeros([1], &device);
         let name = format!("{:?}", probe.device());
-        assert!(name.to_lowercase().contains("wgpu"), "not a wgpu device: {name}");
+        assert!(
+            name.to_lowercase().contains("wgpu"),
+            "not a wgpu device: {name}"
+        );
         eprintln!("device: {name}");
         let problems = catalogue(100_000);
         eprintln!("{} problems", problems.len());

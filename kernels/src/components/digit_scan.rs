@@ -12,6 +12,8 @@ use cubecl::prelude::*;
 /// On the `first` pass the segment's NaN and available counts are written to `counts`
 /// (`[nan, available]` per segment), a `k` above the available count marks the segment as an
 /// error, and `k = 0` resolves it to "select nothing".
+// Compound assignment on buffer elements is spelled out for the kernel expansion.
+#[allow(clippy::assign_op_pattern)]
 #[cube(launch)]
 pub fn digit_scan(
     hist: &[Atomic<u32>],

@@ -16,7 +16,7 @@
 use crate::cpu_reference::keys::f32_key;
 use crate::cpu_reference::philox::Philox;
 use crate::cpu_reference::random_mask::RandomSegment;
-use crate::cpu_reference::top_k_mask::{SegmentedSelection, SelectError, Segment};
+use crate::cpu_reference::top_k_mask::{Segment, SegmentedSelection, SelectError};
 use rayon::prelude::*;
 
 /// Segments shorter than this use the packed selection directly.
@@ -233,11 +233,7 @@ fn check_bounds(spans: &[(usize, usize)], total: usize) -> Result<(), SelectErro
 }
 
 /// Run `select` on every segment, in parallel when the segments are disjoint.
-fn for_each_segment<F>(
-    spans: &[(usize, usize)],
-    mask: &mut [bool],
-    select: F,
-) -> Vec<SegmentCounts>
+fn for_each_segment<F>(spans: &[(usize, usize)], mask: &mut [bool], select: F) -> Vec<SegmentCounts>
 where
     F: Fn(usize, &mut [bool]) -> SegmentCounts + Sync,
 {
@@ -268,7 +264,10 @@ where
 }
 
 /// Turn per-segment counts into the first `KTooLarge` error, if any.
-fn check_counts(ks: impl Iterator<Item = usize>, counts: &[SegmentCounts]) -> Result<(), SelectError> {
+fn check_counts(
+    ks: impl Iterator<Item = usize>,
+    counts: &[SegmentCounts],
+) -> Result<(), SelectError> {
     for (si, (k, c)) in ks.zip(counts).enumerate() {
         if k > c.available {
             return Err(SelectError::KTooLarge {
