@@ -1136,6 +1136,7 @@ mod tests {
         .unwrap();
         let mut optim = optim_for();
         let mut checked = 0;
+        let mut total_new = 0;
         for i in 0..10 {
             let grads = model.grads(i, 8, &device);
             let update_now = trainer.is_update_step();
@@ -1156,10 +1157,9 @@ mod tests {
                     .zip(&masks_before[li])
                     .map(|(n, o)| *n && !*o)
                     .collect();
-                assert!(
-                    new.iter().any(|&b| b),
-                    "{name}: the test needs new connections"
-                );
+                // A layer may regrow every dropped connection in place; the test needs new
+                // connections somewhere (checked below), not in every layer.
+                total_new += new.iter().filter(|&&b| b).count();
                 let w = &weights[&l.path];
                 assert!(
                     w.iter().zip(&new).all(|(w, n)| !*n || *w == 0.0),
@@ -1186,6 +1186,7 @@ mod tests {
             }
         }
         assert!(checked > 0, "{name}: no optimizer slot was checked");
+        assert!(total_new > 0, "{name}: the test needs new connections");
     }
 
     #[test]

@@ -69,6 +69,13 @@ pub enum SelectError {
         /// Its length.
         len: usize,
     },
+    /// The flat buffer has more positions than a device selection addresses.
+    TooManyPositions {
+        /// Length of the buffer.
+        len: usize,
+        /// The largest supported length.
+        max: usize,
+    },
 }
 
 impl fmt::Display for SelectError {
@@ -93,6 +100,10 @@ impl fmt::Display for SelectError {
             SelectError::SegmentTooLong { segment, len } => write!(
                 f,
                 "segment {segment} has {len} positions; at most 2^32 are supported"
+            ),
+            SelectError::TooManyPositions { len, max } => write!(
+                f,
+                "the buffer has {len} positions; at most {max} are supported"
             ),
         }
     }

@@ -1,0 +1,326 @@
+//! The backend extension: one trait, implemented for the CubeCL backend (wgpu, CUDA, ... from
+//! the same kernels) and for the CPU backend (Flex, the fast CPU path).
+//!
+//! The operations return masks and per-segment counts as tensors, never index lists, so their
+//! output shapes are known ahead of execution and fusion can defer them. Counts are `u32`
+//! pairs `[nan, available]` per segment; a segment whose `k` exceeds its available positions
+//! selects nothing, and [`crate::select`] turns that into an error.
+
+use crate::cpu_reference::random_mask::RandomSegment;
+use crate::cpu_reference::top_k_mask::Segment;
+use burn::backend::tensor::{BoolTensor, FloatTensor, IntTensor};
+use burn::backend::{BoolDType, DType};
+
+/// Output metadata for fusion: a mask like `len` positions, and two counts per segment.
+#[cfg(feature = "cube")]
+fn select_specs(
+    len: usize,
+    n_segments: usize,
+    bool_dtype: BoolDType,
+) -> (
+    burn::backend::fusion::custom::TensorSpec,
+    burn::backend::fusion::custom::TensorSpec,
+) {
+    use burn::backend::fusion::custom::TensorSpec;
+    (
+        TensorSpec::new(burn::backend::Shape::new([len]), DType::Bool(bool_dtype)),
+        TensorSpec::new(burn::backend::Shape::new([n_segments * 2]), DType::U32),
+    )
+}
+
+/// Selection operations of dynamic sparse training.
+///
+/// Call them through [`crate::select`]; these are the backend primitives, with the layout
+/// already validated.
+#[burn::backend::backend_extension(Cube: cfg(feature = "cube"), Flex, Fusion: cfg(feature = "cube"))]
+pub trait SelectBackend: burn::backend::Backend {
+    /// Segmented top-k over `f32` scores: the mask (`bool_dtype`) and `[nan, available]` per
+    /// segment (`u32`).
+    #[fusion(meta = |scores, segments, bool_dtype| select_specs(scores.shape.num_elements(), segments.len(), *bool_dtype))]
+    fn segmented_top_k(
+        scores: FloatTensor<Self>,
+        segments: Vec<Segment>,
+        bool_dtype: BoolDType,
+    ) -> (BoolTensor<Self>, IntTensor<Self>);
+
+    /// [`SelectBackend::segmented_top_k`] among eligible positions only.
+    #[fusion(meta = |scores, _eligible, segments, bool_dtype| select_specs(scores.shape.num_elements(), segments.len(), *bool_dtype))]
+    fn segmented_top_k_eligible(
+        scores: FloatTensor<Self>,
+        eligible: BoolTensor<Self>,
+        segments: Vec<Segment>,
+        bool_dtype: BoolDType,
+    ) -> (BoolTensor<Self>, IntTensor<Self>);
+
+    /// Random segmented top-k over `len` positions (Philox keys), on the device of `anchor`
+    /// (any float tensor; its values are not read).
+    #[fusion(meta = |_anchor, len, _seed, _step, segments, bool_dtype| select_specs(*len, segments.len(), *bool_dtype))]
+    fn random_top_k(
+        anchor: FloatTensor<Self>,
+        len: usize,
+        seed: u64,
+        step: u32,
+        segments: Vec<RandomSegment>,
+        bool_dtype: BoolDType,
+    ) -> (BoolTensor<Self>, IntTensor<Self>);
+
+    /// [`SelectBackend::random_top_k`] among eligible positions only (`eligible` has `len`
+    /// entries).
+    #[fusion(meta = |eligible, seed, step, segments, bool_dtype| { let _ = (seed, step); select_specs(eligible.shape.num_elements(), segments.len(), *bool_dtype) })]
+    fn random_top_k_eligible(
+        eligible: BoolTensor<Self>,
+        seed: u64,
+        step: u32,
+        segments: Vec<RandomSegment>,
+        bool_dtype: BoolDType,
+    ) -> (BoolTensor<Self>, IntTensor<Self>);
+
+    /// The Philox samples of `len` positions (`u32`), on the device of `anchor`.
+    #[fusion(meta = |_anchor, len, _seed, _step, _segments| burn::backend::fusion::custom::TensorSpec::new(burn::backend::Shape::new([*len]), DType::U32))]
+    fn philox_u32(
+        anchor: FloatTensor<Self>,
+        len: usize,
+        seed: u64,
+        step: u32,
+        segments: Vec<RandomSegment>,
+    ) -> IntTensor<Self>;
+}
+
+mod flex {
+    use super::*;
+    use crate::cpu::{self, SegmentCounts};
+    use burn::backend::ops::{BoolTensorOps, IntTensorOps};
+    use burn::backend::{Flex, TensorMetadata};
+    use burn::tensor::TensorData;
+
+    type Device = <Flex as burn::backend::BackendTypes>::Device;
+
+    fn host_f32(t: FloatTensor<Flex>) -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 data")
+    }
+
+    fn host_bool(t: BoolTensor<Flex>) -> Vec<bool> {
+        t.into_data()
+            .convert::<bool>()
+            .try_into_vec::<bool>()
+            .expect("bool data")
+    }
+
+    fn outputs(
+        mask: Vec<bool>,
+        counts: &[SegmentCounts],
+        bool_dtype: BoolDType,
+        device: &Device,
+    ) -> (BoolTensor<Flex>, IntTensor<Flex>) {
+        let n = mask.len();
+        let mask = TensorData::new(mask, [n]).convert_dtype(DType::Bool(bool_dtype));
+        let counts: Vec<u32> = counts
+            .iter()
+            .flat_map(|c| [c.nan as u32, c.available as u32])
+            .collect();
+        let m = counts.len();
+        (
+            Flex::bool_from_data(mask, device),
+            Flex::int_from_data(TensorData::new(counts, [m]), device),
+        )
+    }
+
+    impl SelectBackend for Flex {
+        fn segmented_top_k(
+            scores: FloatTensor<Self>,
+            segments: Vec<Segment>,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, IntTensor<Self>) {
+            let device = scores.device();
+            let scores = host_f32(scores);
+            let (mask, counts) = cpu::segmented_top_k_counts(&scores, None, &segments)
+                .expect("layout validated by the caller");
+            outputs(mask, &counts, bool_dtype, &device)
+        }
+
+        fn segmented_top_k_eligible(
+            scores: FloatTensor<Self>,
+            eligible: BoolTensor<Self>,
+            segments: Vec<Segment>,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, IntTensor<Self>) {
+            let device = scores.device();
+            let scores = host_f32(scores);
+            let eligible = host_bool(eligible);
+            let (mask, counts) = cpu::segmented_top_k_counts(&scores, Some(&eligible), &segments)
+                .expect("layout validated by the caller");
+            outputs(mask, &counts, bool_dtype, &device)
+        }
+
+        fn random_top_k(
+            anchor: FloatTensor<Self>,
+            len: usize,
+            seed: u64,
+            step: u32,
+            segments: Vec<RandomSegment>,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, IntTensor<Self>) {
+            let device = anchor.device();
+            let (mask, counts) =
+                cpu::segmented_random_top_k_counts(seed, step, len, None, &segments)
+                    .expect("layout validated by the caller");
+            outputs(mask, &counts, bool_dtype, &device)
+        }
+
+        fn random_top_k_eligible(
+            eligible: BoolTensor<Self>,
+            seed: u64,
+            step: u32,
+            segments: Vec<RandomSegment>,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, IntTensor<Self>) {
+            let device = eligible.device();
+            let eligible = host_bool(eligible);
+            let (mask, counts) = cpu::segmented_random_top_k_counts(
+                seed,
+                step,
+                eligible.len(),
+                Some(&eligible),
+                &segments,
+            )
+            .expect("layout validated by the caller");
+            outputs(mask, &counts, bool_dtype, &device)
+        }
+
+        fn philox_u32(
+            anchor: FloatTensor<Self>,
+            len: usize,
+            seed: u64,
+            step: u32,
+            segments: Vec<RandomSegment>,
+        ) -> IntTensor<Self> {
+            let device = anchor.device();
+            let keys = cpu::philox_u32(seed, step, len, &segments)
+                .expect("layout validated by the caller");
+            Flex::int_from_data(TensorData::new(keys, [len]), &device)
+        }
+    }
+}
+
+#[cfg(feature = "cube")]
+mod cube {
+    use super::*;
+    use crate::launch::{self, Keys, Span};
+    use burn_cubecl::{CubeBackend, tensor::CubeTensor};
+
+    fn spans(segments: &[Segment]) -> Vec<Span> {
+        segments
+            .iter()
+            .map(|s| Span {
+                offset: s.offset,
+                len: s.len,
+                k: s.k,
+            })
+            .collect()
+    }
+
+    fn random_spans(segments: &[RandomSegment]) -> (Vec<Span>, Vec<(usize, usize, u32)>) {
+        (
+            segments
+                .iter()
+                .map(|s| Span {
+                    offset: s.offset,
+                    len: s.len,
+                    k: s.k,
+                })
+                .collect(),
+            segments
+                .iter()
+                .map(|s| (s.offset, s.len, s.stream))
+                .collect(),
+        )
+    }
+
+    fn random(
+        like: &CubeTensor,
+        len: usize,
+        eligible: Option<CubeTensor>,
+        seed: u64,
+        step: u32,
+        segments: &[RandomSegment],
+        bool_dtype: BoolDType,
+    ) -> (CubeTensor, CubeTensor) {
+        let (spans, streams) = random_spans(segments);
+        let keys = launch::philox_u32(like, len, seed, step, &streams);
+        launch::segmented_select(Keys::U32(keys), eligible, &spans, DType::Bool(bool_dtype))
+    }
+
+    impl SelectBackend for CubeBackend {
+        fn segmented_top_k(
+            scores: FloatTensor<Self>,
+            segments: Vec<Segment>,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, IntTensor<Self>) {
+            launch::segmented_select(
+                Keys::F32(scores),
+                None,
+                &spans(&segments),
+                DType::Bool(bool_dtype),
+            )
+        }
+
+        fn segmented_top_k_eligible(
+            scores: FloatTensor<Self>,
+            eligible: BoolTensor<Self>,
+            segments: Vec<Segment>,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, IntTensor<Self>) {
+            launch::segmented_select(
+                Keys::F32(scores),
+                Some(eligible),
+                &spans(&segments),
+                DType::Bool(bool_dtype),
+            )
+        }
+
+        fn random_top_k(
+            anchor: FloatTensor<Self>,
+            len: usize,
+            seed: u64,
+            step: u32,
+            segments: Vec<RandomSegment>,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, IntTensor<Self>) {
+            random(&anchor, len, None, seed, step, &segments, bool_dtype)
+        }
+
+        fn random_top_k_eligible(
+            eligible: BoolTensor<Self>,
+            seed: u64,
+            step: u32,
+            segments: Vec<RandomSegment>,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, IntTensor<Self>) {
+            let len = eligible.meta.shape().num_elements();
+            let like = eligible.clone();
+            random(
+                &like,
+                len,
+                Some(eligible),
+                seed,
+                step,
+                &segments,
+                bool_dtype,
+            )
+        }
+
+        fn philox_u32(
+            anchor: FloatTensor<Self>,
+            len: usize,
+            seed: u64,
+            step: u32,
+            segments: Vec<RandomSegment>,
+        ) -> IntTensor<Self> {
+            let (_, streams) = random_spans(&segments);
+            launch::philox_u32(&anchor, len, seed, step, &streams)
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The problem catalogue shared by the tests and the benchmarks.
+//!
+//! Every problem is generated deterministically from its name's parameters: sizes from 1 to
+//! 10^7, `k` in {0, 1, n/2, n-1, n, ...}, score patterns with ties, negative zero, denormals,
+//! infinities and NaN, empty segments, gaps, eligibility masks, 1 and 54 segments (the weight
+//! tensors of ResNet-50).
+
+use crate::cpu_reference::top_k_mask::Segment;
+
+/// How the scores of a problem are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// Uniform random bits reinterpreted as finite floats of both signs and all magnitudes.
+    Uniform,
+    /// Magnitudes of a bell-shaped weight distribution: what magnitude pruning scores.
+    Magnitude,
+    /// Every score equal: selection is decided by index alone.
+    AllEqual,
+    /// Eight distinct values: long runs of ties at every threshold.
+    FewDistinct,
+    /// Mostly special values: `-0.0`, `+0.0`, denormals of both signs, `±inf`, NaN, `f32::MAX`.
+    Specials,
+    /// Strictly increasing scores.
+    Ascending,
+}
+
+/// How the positions of a problem are split into segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One segment over the whole buffer.
+    Single,
+    /// The 54 weight tensors of ResNet-50, scaled to the buffer length.
+    ResNet50,
+    /// Segments with empty ones and gaps between them.
+    Gapped,
+}
+
+/// How many positions each segment selects.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KRule {
+    /// None.
+    Zero,
+    /// One.
+    One,
+    /// All available but one.
+    AllButOne,
+    /// All available.
+    All,
+    /// A fraction of the available positions, rounded down.
+    Fraction(f64),
+}
+
+/// A generated selection problem.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    /// A unique, descriptive name.
+    pub name: String,
+    /// The flat scores.
+    pub scores: Vec<f32>,
+    /// The eligibility mask, when the problem has one.
+    pub eligible: Option<Vec<bool>>,
+    /// The segments, with their `k`.
+    pub segments: Vec<Segment>,
+}
+
+impl Problem {
+    /// Number of positions.
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    /// Whether the problem has no positions.
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
+
+    /// Total number of positions selected.
+    pub fn selected(&self) -> usize {
+        self.segments.iter().map(|s| s.k).sum()
+    }
+}
+
+/// SplitMix64: a tiny deterministic generator for problem data.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// The weight-tensor sizes of ResNet-50 in layer order: the stem convolution, 16 bottleneck
+/// blocks of three convolutions (plus a projection in the first block of each stage), and the
+/// classifier: 54 tensors, 25,502,912 weights.
+pub fn resnet50_layer_sizes() -> Vec<usize> {
+    let mut sizes = vec![7 * 7 * 3 * 64];
+    let mut inputs = 64;
+    for (mid, blocks) in [(64usize, 3), (128, 4), (256, 6), (512, 3)] {
+        let out = mid * 4;
+        for b in 0..blocks {
+            let c_in = if b == 0 { inputs } else { out };
+            sizes.push(c_in * mid);
+            sizes.push(9 * mid * mid);
+            sizes.push(mid * out);
+            if b == 0 {
+                sizes.push(inputs * out);
+            }
+        }
+        inputs = out;
+    }
+    sizes.push(2048 * 1000);
+    sizes
+}
+
+/// Segment lengths of `layout` for a buffer of `n` positions (gaps are not part of any).
+fn spans(layout: Layout, n: usize) -> Vec<(usize, usize)> {
+    match layout {
+        Layout::Single => vec![(0, n)],
+        Layout::ResNet50 => {
+            let sizes = resnet50_layer_sizes();
+            let total: usize = sizes.iter().sum();
+            let mut spans = Vec::with_capacity(sizes.len());
+            let mut offset = 0;
+            for (i, s) in sizes.iter().enumerate() {
+                let len = if i + 1 == sizes.len() {
+                    n - offset
+                } else {
+                    ((*s as u128 * n as u128) / total as u128) as usize
+                };
+                let len = len.min(n - offset);
+                spans.push((offset, len));
+                offset += len;
+            }
+            spans
+        }
+        Layout::Gapped => {
+            // An empty segment first, a gap of a tenth, two halves of the rest, an empty one
+            // inside, and a trailing gap.
+            let gap = n / 10;
+            let body = n - 2 * gap;
+            let half = body / 2;
+            vec![
+                (0, 0),
+                (gap, half),
+                (gap + half, 0),
+                (gap + half, body - half),
+                (n, 0),
+            ]
+        }
+    }
+}
+
+fn scores(pattern: Pattern, n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|i| {
+            let r = rng.next_u64();
+            match pattern {
+                Pattern::Uniform => {
+                    // Finite floats only: exponent 0xFF maps to 0xFE.
+                    let bits = (r >> 32) as u32;
+                    let bits = if bits & 0x7F80_0000 == 0x7F80_0000 {
+                        bits & 0xFF7F_FFFF
+                    } else {
+                        bits
+                    };
+                    f32::from_bits(bits)
+                }
+                Pattern::Magnitude => {
+                    // Sum of uniforms: a bell shape; its magnitude is what pruning ranks.
+                    let a = (r & 0xFFFF) as f32 + ((r >> 16) & 0xFFFF) as f32;
+                    let b = ((r >> 32) & 0xFFFF) as f32 + ((r >> 48) & 0xFFFF) as f32;
+                    ((a - b) / 65536.0 * 0.05).abs()
+                }
+                Pattern::AllEqual => 0.25,
+                Pattern::FewDistinct => ((r >> 61) as f32 - 3.5) * 0.5,
+                Pattern::Specials => match r % 12 {
+                    0 => -0.0,
+                    1 => 0.0,
+                    2 => f32::from_bits(1),
+                    3 => -f32::from_bits(1),
+                    4 => f32::from_bits(0x007F_FFFF),
+                    5 => f32::INFINITY,
+                    6 => f32::NEG_INFINITY,
+                    7 => f32::NAN,
+                    8 => f32::MAX,
+                    9 => -f32::MIN_POSITIVE,
+                    _ => ((r >> 40) % 5) as f32 - 2.0,
+                },
+                Pattern::Ascending => i as f32,
+            }
+        })
+        .collect()
+}
+
+fn eligibility(n: usize, seed: u64, density: f64) -> Vec<bool> {
+    let mut rng = SplitMix64::new(seed ^ 0xE11_61B1E);
+    let threshold = (density * u32::MAX as f64) as u64;
+    (0..n)
+        .map(|_| (rng.next_u64() >> 32) <= threshold)
+        .collect()
+}
+
+/// Build one problem.
+///
+/// `k` is computed from each segment's available positions (eligible, non-NaN), so every
+/// catalogue problem is solvable.
+pub fn problem(
+    pattern: Pattern,
+    layout: Layout,
+    n: usize,
+    k: KRule,
+    eligible_density: Option<f64>,
+    seed: u64,
+) -> Problem {
+    let scores = scores(pattern, n, seed);
+    let eligible = eligible_density.map(|d| eligibility(n, seed, d));
+    let segments = spans(layout, n)
+        .into_iter()
+        .map(|(offset, len)| {
+            let available = (offset..offset + len)
+                .filter(|&i| eligible.as_ref().is_none_or(|e| e[i]) && !scores[i].is_nan())
+                .count();
+            let k = match k {
+                KRule::Zero => 0,
+                KRule::One => available.min(1),
+                KRule::AllButOne => available.saturating_sub(1),
+                KRule::All => available,
+                KRule::Fraction(f) => (available as f64 * f).floor() as usize,
+            };
+            Segment { offset, len, k }
+        })
+        .collect();
+    let name = format!(
+        "{pattern:?}/{layout:?}/n={n}/k={k:?}/eligible={}",
+        eligible_density.map_or("all".to_string(), |d| format!("{d}"))
+    );
+    Problem {
+        name,
+        scores,
+        eligible,
+        segments,
+    }
+}
+
+/// The ResNet-50 problem of the benchmarks: 54 segments, 25.5M positions, magnitude scores,
+/// `k` = 30% of the active (eligible) positions of every segment.
+pub fn resnet50(eligible_density: Option<f64>) -> Problem {
+    let n = resnet50_layer_sizes().iter().sum();
+    problem(
+        Pattern::Magnitude,
+        Layout::ResNet50,
+        n,
+        KRule::Fraction(0.3),
+        eligible_density,
+        50,
+    )
+}
+
+/// The sizes of the catalogue.
+pub const SIZES: [usize; 12] = [
+    1, 2, 7, 255, 256, 257, 4_097, 65_537, 100_000, 1_000_000, 2_500_000, 10_000_000,
+];
+
+/// Every catalogue problem with at most `max_len` positions.
+///
+/// Small sizes get every pattern, `k` rule and layout; the large ones a representative subset
+/// (uniform and tie-heavy scores, 1 and 54 segments).
+pub fn catalogue(max_len: usize) -> Vec<Problem> {
+    let patterns = [
+        Pattern::Uniform,
+        Pattern::Magnitude,
+        Pattern::AllEqual,
+        Pattern::FewDistinct,
+        Pattern::Specials,
+        Pattern::Ascending,
+    ];
+    let ks = [
+        KRule::Zero,
+        KRule::One,
+        KRule::AllButOne,
+        KRule::All,
+        KRule::Fraction(0.3),
+    ];
+    let mut out = Vec::new();
+    let mut seed = 1;
+    for &n in SIZES.iter().filter(|&&n| n <= max_len) {
+        let large = n > 100_000;
+        for &pattern in &patterns {
+            if large && !matches!(pattern, Pattern::Uniform | Pattern::FewDistinct) {
+                continue;
+            }
+            for &layout in &[Layout::Single, Layout::ResNet50, Layout::Gapped] {
+                if n < 54 && layout == Layout::ResNet50 {
+                    continue;
+                }
+                if large && layout == Layout::Gapped {
+                    continue;
+                }
+                for &k in &ks {
+                    if large && !matches!(k, KRule::One | KRule::Fraction(_)) {
+                        continue;
+                    }
+                    for eligible in [None, Some(0.5)] {
+                        if large && eligible.is_some() && pattern != Pattern::FewDistinct {
+                            continue;
+                        }
+                        seed += 1;
+                        out.push(problem(pattern, layout, n, k, eligible, seed));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resnet50_has_54_tensors_and_25_5m_weights() {
+        let sizes = resnet50_layer_sizes();
+        assert_eq!(sizes.len(), 54);
+        assert_eq!(sizes.iter().sum::<usize>(), 25_502_912);
+    }
+
+    #[test]
+    fn layouts_stay_in_bounds() {
+        for layout in [Layout::Single, Layout::ResNet50, Layout::Gapped] {
+            for n in [0, 1, 54, 100, 12_345] {
+                let s = spans(layout, n);
+                assert!(s.iter().all(|&(o, l)| o + l <= n), "{layout:?} {n}");
+            }
+        }
+        assert_eq!(spans(Layout::ResNet50, 1000).len(), 54);
+    }
+
+    #[test]
+    fn catalogue_is_deterministic_and_named_uniquely() {
+        let a = catalogue(300);
+        let b = catalogue(300);
+        assert_eq!(a.len(), b.len());
+        let mut names: Vec<&str> = a.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), a.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                x.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                y.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Host-side launch code of the CubeCL kernels: block tables, search state, pass sequence.
+//!
+//! Everything here runs on the host but only builds small metadata (one block-table entry per
+//! [`BLOCK_ELEMS`] positions, a few words per segment) and enqueues launches; nothing is read
+//! back. All segments share every launch.
+
+use crate::components::{
+    self, BLOCK_ELEMS, BLOCK_WORDS, CUBE_SIZE, HIST_STRIDE, STATE_WORDS, digit_histogram,
+    digit_scan, fill, philox, select_mask,
+};
+use burn::backend::DType;
+use burn::tensor::Shape;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::*;
+
+/// The largest number of cubes along one dimension of a launch grid.
+const MAX_GRID: usize = 65_535;
+
+/// A segment as the kernels see it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    pub offset: usize,
+    pub len: usize,
+    pub k: usize,
+}
+
+/// Where the keys come from.
+pub(crate) enum Keys {
+    /// `f32` scores, read through their bits.
+    F32(CubeTensor),
+    /// `u32` keys.
+    U32(CubeTensor),
+}
+
+/// A grid of at least `cubes` cubes (the kernels skip cubes past their work).
+fn grid(cubes: usize) -> CubeCount {
+    let cubes = cubes.max(1);
+    if cubes <= MAX_GRID {
+        CubeCount::Static(cubes as u32, 1, 1)
+    } else {
+        let y = cubes.div_ceil(MAX_GRID);
+        CubeCount::Static(MAX_GRID as u32, y as u32, 1)
+    }
+}
+
+/// A `u32` tensor on the device of `like`, uploaded from the host.
+fn upload_u32(like: &CubeTensor, values: &[u32]) -> CubeTensor {
+    let values = if values.is_empty() {
+        &[0u32][..]
+    } else {
+        values
+    };
+    let handle = like.client.create_from_slice(u32::as_bytes(values));
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::new([values.len()]),
+        handle,
+        DType::U32,
+    )
+}
+
+/// An uninitialised tensor of `len` elements of `dtype` on the device of `like`.
+fn empty(like: &CubeTensor, len: usize, dtype: DType) -> CubeTensor {
+    let handle = like.client.empty(len.max(1) * dtype.size());
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::new([len]),
+        handle,
+        dtype,
+    )
+}
+
+/// The block table: `[segment, start, end, segment offset]` per block of [`BLOCK_ELEMS`].
+fn block_table(spans: &[(usize, usize)]) -> Vec<u32> {
+    let mut table = Vec::new();
+    for (si, &(offset, len)) in spans.iter().enumerate() {
+        let end = offset + len;
+        let mut start = offset;
+        while start < end {
+            let stop = (start + BLOCK_ELEMS).min(end);
+            table.extend_from_slice(&[si as u32, start as u32, stop as u32, offset as u32]);
+            start = stop;
+        }
+    }
+    table
+}
+
+/// Whether the segments, in order, tile `0..total` exactly.
+fn tiles_exactly(spans: &[(usize, usize)], total: usize) -> bool {
+    let mut next = 0;
+    for &(offset, len) in spans {
+        if offset != next {
+            return false;
+        }
+        next = offset + len;
+    }
+    next == total
+}
+
+/// Bytes of the index word: enough for the longest segment's local indices.
+fn index_bytes(spans: &[(usize, usize)]) -> u32 {
+    let longest = spans.iter().map(|s| s.1).max().unwrap_or(0) as u64;
+    let bits = 64 - longest.saturating_sub(1).leading_zeros();
+    bits.div_ceil(8).clamp(1, 4)
+}
+
+/// The segmented radix select. Returns the mask (`bool_dtype`, one entry per key) and the
+/// counts (`u32`, `[nan, available]` per segment).
+///
+/// Segments must lie within the keys and be at most 2^32 long, and the key buffer shorter than
+/// 2^32 (checked by the caller).
+pub(crate) fn segmented_select(
+    keys: Keys,
+    eligible: Option<CubeTensor>,
+    segments: &[Span],
+    bool_dtype: DType,
+) -> (CubeTensor, CubeTensor) {
+    let (keys, float_keys) = match keys {
+        Keys::F32(t) => (into_contiguous(t), true),
+        Keys::U32(t) => (into_contiguous(t), false),
+    };
+    let total = keys.meta.shape().num_elements();
+    let eligible = eligible.map(into_contiguous);
+    let spans: Vec<(usize, usize)> = segments.iter().map(|s| (s.offset, s.len)).collect();
+    let n_segments = segments.len();
+
+    let blocks = block_table(&spans);
+    let n_blocks = blocks.len() / BLOCK_WORDS;
+    let blocks = upload_u32(&keys, &blocks);
+    let mut state = vec![0u32; n_segments * STATE_WORDS];
+    for (si, s) in segments.iter().enumerate() {
+        state[si * STATE_WORDS + components::state::ACTIVE] = 1;
+        state[si * STATE_WORDS + components::state::K] = s.k as u32;
+    }
+    let state = upload_u32(&keys, &state);
+    let hist = upload_u32(&keys, &vec![0u32; n_segments * HIST_STRIDE]);
+    let counts = empty(&keys, n_segments * 2, DType::U32);
+    let ib = index_bytes(&spans);
+    let idx_max = if ib == 4 {
+        u32::MAX
+    } else {
+        (1u32 << (8 * ib)) - 1
+    };
+
+    let (eligible, eligible_dtype, has_eligible) = match eligible {
+        Some(e) => {
+            let dtype = burn::backend::cubecl::dtype_to_storage_type(e.dtype);
+            (e, dtype, true)
+        }
+        None => (
+            upload_u32(&keys, &[0]),
+            burn::backend::cubecl::dtype_to_storage_type(DType::U32),
+            false,
+        ),
+    };
+
+    let client = keys.client.clone();
+    let cube_dim = CubeDim::new_1d(CUBE_SIZE);
+    let mut levels: Vec<(u32, u32)> = (0..4).map(|d| (0u32, 24 - 8 * d)).collect();
+    levels.extend((0..ib).map(|d| (1u32, 8 * (ib - 1 - d))));
+    if n_segments > 0 {
+        for (pass, &(word, shift)) in levels.iter().enumerate() {
+            let first = u32::from(pass == 0);
+            if n_blocks > 0 {
+                digit_histogram::digit_histogram::launch(
+                    &client,
+                    grid(n_blocks),
+                    cube_dim,
+                    keys.clone().into_buffer_arg(),
+                    eligible.clone().into_buffer_arg(),
+                    blocks.clone().into_buffer_arg(),
+                    state.clone().into_buffer_arg(),
+                    hist.clone().into_buffer_arg(),
+                    word,
+                    shift,
+                    idx_max,
+                    first,
+                    float_keys,
+                    has_eligible,
+                    eligible_dtype,
+                );
+            }
+            digit_scan::digit_scan::launch(
+                &client,
+                grid(n_segments),
+                cube_dim,
+                hist.clone().into_buffer_arg(),
+                state.clone().into_buffer_arg(),
+                counts.clone().into_buffer_arg(),
+                word,
+                shift,
+                first,
+            );
+        }
+    }
+
+    let mask = empty(&keys, total, bool_dtype);
+    let mask_dtype = burn::backend::cubecl::dtype_to_storage_type(bool_dtype);
+    let write_zeros = tiles_exactly(&spans, total);
+    if !write_zeros && total > 0 {
+        fill::fill_zero::launch(
+            &client,
+            grid(total.div_ceil(CUBE_SIZE as usize)),
+            cube_dim,
+            mask.clone().into_buffer_arg(),
+            mask_dtype,
+        );
+    }
+    if n_blocks > 0 {
+        select_mask::select_mask::launch(
+            &client,
+            grid(n_blocks),
+            cube_dim,
+            keys.clone().into_buffer_arg(),
+            eligible.into_buffer_arg(),
+            blocks.into_buffer_arg(),
+            state.into_buffer_arg(),
+            mask.clone().into_buffer_arg(),
+            idx_max,
+            u32::from(write_zeros),
+            float_keys,
+            has_eligible,
+            [eligible_dtype, mask_dtype],
+        );
+    }
+    (mask, counts)
+}
+
+/// Philox samples for `total` positions on the device of `like`: position `offset + j` of a
+/// segment gets the sample at `(seed, stream, step, j)`; positions outside every segment get 0.
+pub(crate) fn philox_u32(
+    like: &CubeTensor,
+    total: usize,
+    seed: u64,
+    step: u32,
+    segments: &[(usize, usize, u32)],
+) -> CubeTensor {
+    let spans: Vec<(usize, usize)> = segments.iter().map(|s| (s.0, s.1)).collect();
+    let out = empty(like, total, DType::U32);
+    let client = like.client.clone();
+    let cube_dim = CubeDim::new_1d(CUBE_SIZE);
+    if !tiles_exactly(&spans, total) && total > 0 {
+        fill::fill_zero::launch(
+            &client,
+            grid(total.div_ceil(CUBE_SIZE as usize)),
+            cube_dim,
+            out.clone().into_buffer_arg(),
+            burn::backend::cubecl::dtype_to_storage_type(DType::U32),
+        );
+    }
+    // Later segments win where segments overlap, as on the CPU: one launch per run of
+    // segments that do not overlap each other.
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    let mut run_end = 0usize;
+    for (si, &(offset, len)) in spans.iter().enumerate() {
+        if runs.is_empty() || offset < run_end {
+            runs.push(Vec::new());
+            run_end = 0;
+        }
+        runs.last_mut().expect("a run").push(si);
+        run_end = run_end.max(offset + len);
+    }
+    let streams: Vec<u32> = segments.iter().map(|s| s.2).collect();
+    let streams = upload_u32(like, &streams);
+    for run in runs {
+        let run_spans: Vec<(usize, usize)> = run.iter().map(|&si| spans[si]).collect();
+        let mut blocks = block_table(&run_spans);
+        for b in blocks.chunks_mut(BLOCK_WORDS) {
+            b[0] = run[b[0] as usize] as u32;
+        }
+        let n_blocks = blocks.len() / BLOCK_WORDS;
+        if n_blocks == 0 {
+            continue;
+        }
+        let blocks = upload_u32(like, &blocks);
+        philox::philox_keys::launch(
+            &client,
+            grid(n_blocks),
+            cube_dim,
+            blocks.into_buffer_arg(),
+            streams.clone().into_buffer_arg(),
+            out.clone().into_buffer_arg(),
+            seed as u32,
+            (seed >> 32) as u32,
+            step,
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_table_covers_segments_in_blocks() {
+        let t = block_table(&[(0, 5000), (5000, 0), (7000, 10)]);
+        assert_eq!(
+            t,
+            [
+                0,
+                0,
+                BLOCK_ELEMS as u32,
+                0,
+                0,
+                BLOCK_ELEMS as u32,
+                5000,
+                0,
+                2,
+                7000,
+                7010,
+                7000
+            ]
+        );
+    }
+
+    #[test]
+    fn index_bytes_fit_longest_segment() {
+        assert_eq!(index_bytes(&[]), 1);
+        assert_eq!(index_bytes(&[(0, 256)]), 1);
+        assert_eq!(index_bytes(&[(0, 257)]), 2);
+        assert_eq!(index_bytes(&[(0, 1 << 24)]), 3);
+        assert_eq!(index_bytes(&[(0, (1 << 24) + 1)]), 4);
+        assert!(tiles_exactly(&[(0, 3), (3, 0), (3, 4)], 7));
+        assert!(!tiles_exactly(&[(0, 3), (4, 3)], 7));
+    }
+}

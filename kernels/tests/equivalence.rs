@@ -1,0 +1,188 @@
+//! Equivalence with the CPU reference, bit for bit, over the problem catalogue: the fast CPU
+//! path, the CPU backend through the tensor API and, with the `wgpu` feature, the CubeCL
+//! kernels on wgpu.
+//!
+//! Sizes above 100,000 run in the `#[ignore]`d tests (`cargo test --release -- --ignored`).
+
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use rigl_kernels::catalogue::{Problem, catalogue};
+use rigl_kernels::cpu_reference::random_mask::segmented_random_top_k_mask;
+use rigl_kernels::cpu_reference::top_k_mask::segmented_top_k_mask as reference;
+use rigl_kernels::{RandomSegment, SelectError, cpu};
+
+fn bools(t: Tensor<1, Bool>) -> Vec<bool> {
+    t.into_data()
+        .convert::<bool>()
+        .try_into_vec::<bool>()
+        .unwrap()
+}
+
+fn check_fast_cpu(problems: &[Problem]) {
+    for p in problems {
+        let expect = reference(&p.scores, p.eligible.as_deref(), &p.segments).unwrap();
+        let got = cpu::segmented_top_k_mask(&p.scores, p.eligible.as_deref(), &p.segments).unwrap();
+        assert_eq!(
+            got.mask.iter().filter(|m| **m).count(),
+            p.selected(),
+            "{}",
+            p.name
+        );
+        assert!(got == expect, "fast CPU path differs on {}", p.name);
+    }
+}
+
+fn check_device(problems: &[Problem], device: &Device) {
+    for p in problems {
+        let expect = reference(&p.scores, p.eligible.as_deref(), &p.segments).unwrap();
+        let n = p.len();
+        let scores = Tensor::<1>::from_data(TensorData::new(p.scores.clone(), [n]), device);
+        let eligible = p
+            .eligible
+            .as_ref()
+            .map(|e| Tensor::<1, Bool>::from_data(TensorData::new(e.clone(), [n]), device));
+        let got = rigl_kernels::segmented_top_k_mask(scores, eligible, &p.segments).unwrap();
+        assert_eq!(got.nan_counts, expect.nan_counts, "{}", p.name);
+        let mask = bools(got.mask);
+        if mask != expect.mask {
+            let first = mask.iter().zip(&expect.mask).position(|(a, b)| a != b);
+            panic!(
+                "{} differs from the reference on {device:?}: first at {first:?}, {} vs {} selected",
+                p.name,
+                mask.iter().filter(|m| **m).count(),
+                p.selected()
+            );
+        }
+    }
+}
+
+fn random_segments(p: &Problem) -> Vec<RandomSegment> {
+    p.segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| RandomSegment {
+            offset: s.offset,
+            len: s.len,
+            k: s.k.min(s.len / 2),
+            stream: rigl_kernels::stream_id(&format!("layer{i}.weight")),
+        })
+        .collect()
+}
+
+fn check_random(problems: &[Problem], device: &Device) {
+    for p in problems.iter().filter(|p| p.eligible.is_none()) {
+        let segments = random_segments(p);
+        let n = p.len();
+        let expect = segmented_random_top_k_mask(11, 4, n, None, &segments).unwrap();
+        let got = rigl_kernels::random_top_k_mask(11, 4, n, None, &segments, device).unwrap();
+        assert_eq!(bools(got), expect, "random {}", p.name);
+        let keys = rigl_kernels::philox_u32(11, 4, n, &segments, device).unwrap();
+        let keys: Vec<u32> = keys.into_data().convert::<u32>().try_into_vec().unwrap();
+        assert_eq!(
+            keys,
+            cpu::philox_u32(11, 4, n, &segments).unwrap(),
+            "{}",
+            p.name
+        );
+    }
+    // Growth among inactive positions: eligible = not currently selected.
+    for p in problems.iter().filter(|p| p.eligible.is_some()) {
+        let n = p.len();
+        let e = p.eligible.clone().unwrap();
+        let segments: Vec<RandomSegment> = random_segments(p)
+            .into_iter()
+            .map(|s| {
+                let avail = e[s.offset..s.offset + s.len].iter().filter(|b| **b).count();
+                RandomSegment { k: avail / 3, ..s }
+            })
+            .collect();
+        let expect = segmented_random_top_k_mask(5, 9, n, Some(&e), &segments).unwrap();
+        let eligible = Tensor::<1, Bool>::from_data(TensorData::new(e, [n]), device);
+        let got =
+            rigl_kernels::random_top_k_mask(5, 9, n, Some(eligible), &segments, device).unwrap();
+        assert_eq!(bools(got), expect, "random eligible {}", p.name);
+    }
+}
+
+fn check_errors(device: &Device) {
+    let scores = Tensor::<1>::from_data(
+        TensorData::new(vec![f32::NAN, 1.0, 2.0, f32::NAN], [4]),
+        device,
+    );
+    let err = rigl_kernels::top_k_mask(scores.clone(), None, 3).unwrap_err();
+    assert_eq!(
+        err,
+        SelectError::KTooLarge {
+            segment: 0,
+            k: 3,
+            available: 2
+        }
+    );
+    let sel = rigl_kernels::top_k_mask(scores, None, 2).unwrap();
+    assert_eq!(sel.nan_counts, [2]);
+    assert_eq!(bools(sel.mask), [false, true, true, false]);
+    let _unused: Option<Tensor<1, Int>> = None;
+}
+
+#[test]
+fn fast_cpu_path_equals_reference() {
+    check_fast_cpu(&catalogue(100_000));
+}
+
+#[test]
+fn cpu_backend_equals_reference() {
+    let device = Device::flex();
+    check_device(&catalogue(4_097), &device);
+    check_random(&catalogue(4_097), &device);
+    check_errors(&device);
+}
+
+#[test]
+#[ignore = "large sizes: run in release"]
+fn large_sizes_on_cpu() {
+    let problems: Vec<Problem> = catalogue(10_000_000)
+        .into_iter()
+        .filter(|p| p.len() > 100_000)
+        .collect();
+    check_fast_cpu(&problems);
+    check_device(&problems, &Device::flex());
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    use super::*;
+    use burn::tensor::DeviceKind;
+
+    fn device() -> Device {
+        Device::wgpu(DeviceKind::DefaultDevice)
+    }
+
+    /// One test for the whole small catalogue: the kernels compile once per variant.
+    #[test]
+    fn wgpu_equals_reference() {
+        let device = device();
+        let probe = Tensor::<1>::zeros([1], &device);
+        let name = format!("{:?}", probe.device());
+        assert!(
+            name.to_lowercase().contains("wgpu"),
+            "not a wgpu device: {name}"
+        );
+        eprintln!("device: {name}");
+        let problems = catalogue(100_000);
+        eprintln!("{} problems", problems.len());
+        check_device(&problems, &device);
+        check_random(&catalogue(4_097), &device);
+        check_errors(&device);
+    }
+
+    #[test]
+    #[ignore = "large sizes: run in release"]
+    fn large_sizes_on_wgpu() {
+        let problems: Vec<Problem> = catalogue(10_000_000)
+            .into_iter()
+            .filter(|p| p.len() > 100_000)
+            .collect();
+        check_device(&problems, &device());
+        let resnet = rigl_kernels::catalogue::resnet50(None);
+        check_device(std::slice::from_ref(&resnet), &device());
+    }
+}
