@@ -432,13 +432,11 @@ mod tests {
         assert!(err.to_string().contains("nope.gz"), "{err}");
     }
 
-    /// The real data set, when present (CI fetches it): canonical label counts.
+    /// The real data set, fetched into the data directory when missing: md5s and canonical
+    /// label counts.
     #[test]
-    fn real_mnist_when_available() {
-        let Ok(dir) = std::env::var("RIGL_TEST_MNIST_DIR") else {
-            return;
-        };
-        let dir = PathBuf::from(dir);
+    fn real_mnist_has_canonical_label_counts() {
+        let dir = ensure(&crate::data_dir(None), MnistVariant::Mnist, true).unwrap();
         let train = load(&dir, MnistVariant::Mnist, Split::Train, true).unwrap();
         assert_eq!(
             train.class_counts(),
