@@ -276,6 +276,60 @@ mod tests {
         (masks, weights)
     }
 
+    /// Data parallelism on one machine's CPU: Burn's CPU backend has a single device, so the
+    /// replicas share it, but nothing else: replica B is restored from a checkpoint of replica
+    /// A (its own hash maps, optimizer and trainer). Each computes the gradient of its own
+    /// shard; Burn's `GradientsAccumulator` sums the two (the all-reduce); both step with the
+    /// reduced gradient. Their masks and weights stay bit-identical through every update, and
+    /// the masks do change.
+    #[test]
+    fn data_parallel_replicas_decide_identically() {
+        use burn::optim::GradientsAccumulator;
+        let device = Device::default().autodiff();
+        let dir = tempfile::tempdir().unwrap();
+        for method in [Method::Rigl, Method::Set, Method::Snfs, Method::Prune] {
+            let sparsity = SparsityConfig::erk(0.7).with_seed(4);
+            let dst = DstConfig::new(method).with_frequency(2).with_end_step(12);
+            let (model_a, mut trainer_a) =
+                SparseTrainer::init(Mlp::new([6, 12, 10, 3], &device), &sparsity, dst).unwrap();
+            let mut optim_a = sgd();
+            let file = dir.path().join(format!("{method}.ckpt"));
+            save_checkpoint(&file, &model_a, &optim_a, &trainer_a, &HashMap::new()).unwrap();
+            let r =
+                load_checkpoint(&file, Mlp::new([6, 12, 10, 3], &device), sgd(), &device).unwrap();
+            let (mut model_b, mut trainer_b, mut optim_b) = (r.model, r.trainer, r.optim);
+            let mut model_a = model_a;
+            let initial = snapshot(&model_a).0;
+            for step in 0..14u32 {
+                let reduced = |m: &Mlp| {
+                    let mut acc = GradientsAccumulator::new();
+                    acc.accumulate(m, model_a.grads(2 * step, 8, &device));
+                    acc.accumulate(m, model_b.grads(2 * step + 1, 8, &device));
+                    acc.grads()
+                };
+                let (ga, gb) = (reduced(&model_a), reduced(&model_b));
+                let out_a = trainer_a.step(model_a, &mut optim_a, 0.05, ga).unwrap();
+                let out_b = trainer_b.step(model_b, &mut optim_b, 0.05, gb).unwrap();
+                assert_eq!(
+                    out_a.update.is_some(),
+                    out_b.update.is_some(),
+                    "{method} step {step}"
+                );
+                (model_a, model_b) = (out_a.model, out_b.model);
+                assert_eq!(
+                    snapshot(&model_a),
+                    snapshot(&model_b),
+                    "{method}: replicas differ after step {step}"
+                );
+            }
+            assert_ne!(
+                snapshot(&model_a).0,
+                initial,
+                "{method}: masks never changed"
+            );
+        }
+    }
+
     #[test]
     fn kill_and_resume_is_bit_exact() {
         let device = Device::default().autodiff();

@@ -1,14 +1,15 @@
 //! Initial masks with exact counts: random (counter-based) or by magnitude.
 
 use crate::error::{Result, SparsityError};
-use rigl_kernels::{Philox, stream_id, top_k_mask_f32, top_k_mask_u32};
+use burn::tensor::{Bool, Device, Tensor};
+use rigl_kernels::{RandomSegment, random_top_k_mask, stream_id, top_k_mask};
 
 /// A mask of `n` entries with exactly `n_active` set, placed uniformly at random by the
-/// counter-based generator keyed by `(seed, path, step)`.
+/// counter-based generator keyed by `(seed, path, step)`, on `device`.
 ///
 /// Every position gets a Philox sample and the `n_active` largest win (ties to the lower
 /// index), so the result depends on nothing but the key: the same on every device, run and
-/// replica.
+/// replica. Runs as one [`random_top_k_mask`] selection (the CubeCL kernel on GPU devices).
 ///
 /// # Errors
 /// [`SparsityError::Select`] when `n_active > n`.
@@ -18,22 +19,29 @@ pub fn random_mask(
     step: u32,
     n: usize,
     n_active: usize,
-) -> Result<Vec<bool>> {
-    let mut keys = vec![0u32; n];
-    Philox::new(seed).fill_u32(stream_id(path), step, &mut keys);
-    top_k_mask_u32(&keys, None, n_active).map_err(|source| SparsityError::Select {
-        path: path.to_string(),
-        source,
+    device: &Device,
+) -> Result<Tensor<1, Bool>> {
+    let segment = RandomSegment {
+        offset: 0,
+        len: n,
+        k: n_active,
+        stream: stream_id(path),
+    };
+    random_top_k_mask(seed, step, n, None, &[segment], device).map_err(|source| {
+        SparsityError::Select {
+            path: path.to_string(),
+            source,
+        }
     })
 }
 
-/// A mask keeping the `n_active` weights of largest magnitude (ties to the lower index).
+/// A mask keeping the `n_active` weights of largest magnitude (ties to the lower index), on the
+/// device of `weights` (flat).
 ///
 /// # Errors
 /// [`SparsityError::Select`] when fewer than `n_active` weights are not NaN.
-pub fn magnitude_mask(path: &str, weights: &[f32], n_active: usize) -> Result<Vec<bool>> {
-    let scores: Vec<f32> = weights.iter().map(|w| w.abs()).collect();
-    top_k_mask_f32(&scores, None, n_active)
+pub fn magnitude_mask(path: &str, weights: Tensor<1>, n_active: usize) -> Result<Tensor<1, Bool>> {
+    top_k_mask(weights.abs(), None, n_active)
         .map(|s| s.mask)
         .map_err(|source| SparsityError::Select {
             path: path.to_string(),
@@ -44,9 +52,29 @@ pub fn magnitude_mask(path: &str, weights: &[f32], n_active: usize) -> Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mask::bools_to_host;
+    use burn::tensor::TensorData;
+
+    fn random_mask(seed: u64, path: &str, step: u32, n: usize, k: usize) -> Result<Vec<bool>> {
+        super::random_mask(seed, path, step, n, k, &Device::default()).map(bools_to_host)
+    }
+
+    fn magnitude_mask(path: &str, w: &[f32], k: usize) -> Result<Vec<bool>> {
+        let w = Tensor::<1>::from_data(TensorData::new(w.to_vec(), [w.len()]), &Device::default());
+        super::magnitude_mask(path, w, k).map(bools_to_host)
+    }
 
     fn ones(m: &[bool]) -> usize {
         m.iter().filter(|&&b| b).count()
+    }
+
+    #[test]
+    fn equals_the_reference_generator() {
+        // One Philox sample per position, the k largest win: the kernels' reference.
+        let mut keys = vec![0u32; 300];
+        rigl_kernels::Philox::new(7).fill_u32(stream_id("fc1.weight"), 3, &mut keys);
+        let expect = rigl_kernels::top_k_mask_u32(&keys, None, 45).unwrap();
+        assert_eq!(random_mask(7, "fc1.weight", 3, 300, 45).unwrap(), expect);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::distribution::LayerShape;
 use crate::mask::SparseMask;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 
 /// A float parameter of rank >= 2 (a kernel), in traversal order.
 #[derive(Clone, Debug)]
@@ -19,6 +19,8 @@ pub struct KernelParam {
     pub module_type: String,
     /// The attached mask, if the parameter is sparse.
     pub mask: Option<Tensor<1, Bool>>,
+    /// The device the parameter lives (or, if lazy, will live) on.
+    pub device: Device,
 }
 
 impl KernelParam {
@@ -66,6 +68,7 @@ impl ModuleVisitor for KernelVisitor {
             shape: LayerShape::burn(&dims, &module_type),
             module_type,
             mask: None,
+            device: param.lazy_device(),
         });
     }
 

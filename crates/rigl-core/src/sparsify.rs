@@ -4,7 +4,9 @@ use crate::config::{MaskInit, SparsityConfig};
 use crate::error::{Result, SparsityError};
 use crate::init::{magnitude_mask, random_mask};
 use crate::layers::{KernelParam, kernel_params};
-use crate::mask::{GradientMode, SparseMask, bools_to_host, floats_to_host};
+#[cfg(test)]
+use crate::mask::floats_to_host;
+use crate::mask::{GradientMode, SparseMask, bools_to_host};
 use crate::plan::SparsityPlan;
 use crate::report::{LayerReport, SparsityReport, sparsity};
 use burn::module::{Flag, Module, ModuleMapper, ModuleVisitor, Param, Reparameterizer};
@@ -91,22 +93,33 @@ pub trait Sparsify: Module + Sized {
                 paths: already.join(", "),
             });
         }
-        let masked: Vec<_> = plan.layers.iter().filter(|l| l.masked).collect();
-        let weights = match config.init {
+        let masked: Vec<_> = plan
+            .layers
+            .iter()
+            .zip(&kernels)
+            .filter(|(l, _)| l.masked)
+            .collect();
+        let mut weights = match config.init {
             MaskInit::Random | MaskInit::Dense => HashMap::new(),
-            MaskInit::Magnitude => read_weights(self, masked.iter().map(|l| l.path.as_str())),
+            MaskInit::Magnitude => flat_weights(self, masked.iter().map(|(l, _)| l.path.as_str())),
         };
         let mut masks = HashMap::new();
-        for l in masked {
+        for (l, k) in masked {
             let mask = match config.init {
-                MaskInit::Random => random_mask(config.seed, &l.path, 0, l.numel(), l.n_active)?,
-                MaskInit::Dense => vec![true; l.numel()],
+                MaskInit::Random => {
+                    random_mask(config.seed, &l.path, 0, l.numel(), l.n_active, &k.device)?
+                }
+                MaskInit::Dense => Tensor::<1, Bool>::ones([l.numel()], &k.device),
                 MaskInit::Magnitude => {
-                    let w = weights.get(&l.path).map(Vec::as_slice).unwrap_or(&[]);
+                    let w = weights
+                        .remove(&l.path)
+                        .ok_or_else(|| SparsityError::UnknownLayer {
+                            path: l.path.clone(),
+                        })?;
                     magnitude_mask(&l.path, w, l.n_active)?
                 }
             };
-            masks.insert(l.path.clone(), mask);
+            masks.insert(l.path.clone(), NewMask::Tensor(Box::new(mask)));
         }
         let model = self.clone().apply_reparameterization(AttachMasks {
             masks,
@@ -251,7 +264,7 @@ pub(crate) fn load_sparse_bytes<M: Module>(module: &M, bytes: Vec<u8>, origin: &
             });
         }
         if !k.is_masked() {
-            attach.insert(k.path.clone(), vec![true; mask_len]);
+            attach.insert(k.path.clone(), NewMask::Host(vec![true; mask_len]));
         }
     }
     let model = if attach.is_empty() {
@@ -269,9 +282,15 @@ pub(crate) fn load_sparse_bytes<M: Module>(module: &M, bytes: Vec<u8>, origin: &
         .map_err(|e| err(e.to_string()))
 }
 
-/// Attaches host-built masks to the weights at the given paths.
+/// A mask to attach: built on the host (loading a record) or on the device (selection).
+enum NewMask {
+    Host(Vec<bool>),
+    Tensor(Box<Tensor<1, Bool>>),
+}
+
+/// Attaches masks to the weights at the given paths.
 struct AttachMasks {
-    masks: HashMap<String, Vec<bool>>,
+    masks: HashMap<String, NewMask>,
     mode: GradientMode,
 }
 
@@ -284,24 +303,25 @@ impl Reparameterizer for AttachMasks {
         param: Param<Tensor<D>>,
     ) -> (Param<Tensor<D>>, Option<SparseMask>) {
         match self.masks.remove(path) {
-            Some(values) => {
+            Some(NewMask::Host(values)) => {
                 let mask = SparseMask::from_bools(values, &param.lazy_device(), self.mode);
                 (param, Some(mask))
             }
+            Some(NewMask::Tensor(mask)) => (param, Some(SparseMask::from_tensor(*mask, self.mode))),
             None => (param, None),
         }
     }
 }
 
-/// Reads the stored values of the weights at `paths`.
-pub(crate) fn read_weights<'a, M: Module>(
+/// The stored values of the weights at `paths`, flat, on their device, without autodiff.
+pub(crate) fn flat_weights<'a, M: Module>(
     module: &M,
     paths: impl Iterator<Item = &'a str>,
-) -> HashMap<String, Vec<f32>> {
+) -> HashMap<String, Tensor<1>> {
     struct Reader {
         path: Vec<String>,
         wanted: HashSet<String>,
-        out: HashMap<String, Vec<f32>>,
+        out: HashMap<String, Tensor<1>>,
     }
     impl ModuleVisitor for Reader {
         fn enter_module(&mut self, name: &str, _: &str) {
@@ -313,7 +333,8 @@ pub(crate) fn read_weights<'a, M: Module>(
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let p = self.path.join(".");
             if self.wanted.contains(&p) {
-                self.out.insert(p, floats_to_host(param.val()));
+                self.out
+                    .insert(p, param.val().without_autodiff().reshape([-1]));
             }
         }
     }
@@ -324,6 +345,18 @@ pub(crate) fn read_weights<'a, M: Module>(
     };
     module.visit(&mut r);
     r.out
+}
+
+/// The stored values of the weights at `paths`, read to the host.
+#[cfg(test)]
+pub(crate) fn read_weights<'a, M: Module>(
+    module: &M,
+    paths: impl Iterator<Item = &'a str>,
+) -> HashMap<String, Vec<f32>> {
+    flat_weights(module, paths)
+        .into_iter()
+        .map(|(k, v)| (k, floats_to_host(v)))
+        .collect()
 }
 
 /// Switches the dense-gradient flag of every mask.

@@ -44,22 +44,26 @@
 //! `ModuleOptimizer::step_multi`'s inputs), and of the counter-based generator keyed by
 //! `(seed, parameter path, step)`. There is no other random state, so replicas that apply the
 //! same reduced gradients make the same decisions, and a resumed run makes the decisions an
-//! uninterrupted run would have made.
+//! uninterrupted run would have made. A test runs two replicas (one restored from the other's
+//! checkpoint) that each take the gradient of their own shard, sum them with Burn's
+//! `GradientsAccumulator` and step: masks and weights stay bit-identical through every update.
+//! Burn's CPU backend has one device, so that test shares it; across GPUs the same holds as long
+//! as the devices compute the same reduced gradient and the same elementwise optimizer step.
 
 use crate::config::{MaskInit, SparsityConfig};
 use crate::error::{Result, SparsityError};
 use crate::layers::KernelParam;
-use crate::mask::{GradientMode, SparseMask, bools_to_host, floats_to_host};
+use crate::mask::{GradientMode, SparseMask, bools_to_host};
 use crate::optim_state::reset_optimizer_slots;
 use crate::plan::SparsityPlan;
 use crate::schedule::{DropAnneal, UpdateSchedule};
-use crate::sparsify::{Sparsify, read_weights};
-use crate::updater::{LayerView, MaskUpdater, Method, UpdateContext};
+use crate::sparsify::{Sparsify, flat_weights};
+use crate::updater::{LayerSlot, MaskUpdater, Method, UpdateContext, UpdateInput};
 use burn::config::Config;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use rigl_kernels::{Philox, stream_id};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -475,7 +479,6 @@ impl SparseTrainer {
         t: i64,
     ) -> Result<(M, UpdateStats)> {
         let updater = self.updater.as_ref().expect("updates need an updater");
-        let plan = self.plan.as_ref().expect("updates need a plan");
         let schedule = self.config.schedule();
         let ctx = UpdateContext {
             step: t,
@@ -486,66 +489,65 @@ impl SparseTrainer {
             end_step: schedule.end_step,
         };
         let layers = model.sparse_layers();
-        let weights = read_weights(&model, layers.iter().map(|l| l.path.as_str()));
-        let mut new_masks = HashMap::new();
-        let mut resets = HashMap::new();
-        let mut stats = Vec::new();
-        for l in &layers {
-            let mask = bools_to_host(l.mask.clone().expect("sparse layers have masks"));
-            let w = weights.get(&l.path).map(Vec::as_slice).unwrap_or(&[]);
-            let g = dense.get(&l.id).map(|g| floats_to_host(g.clone()));
-            let avg = self
-                .averages
-                .get(&l.path)
-                .map(|a| floats_to_host(a.clone()));
-            let target = plan
-                .layer(&l.path)
-                .map(|p| p.n_active)
-                .unwrap_or_else(|| mask.iter().filter(|&&b| b).count());
-            let decision = updater.update_layer(
-                &ctx,
-                &LayerView {
-                    path: &l.path,
-                    weights: w,
-                    mask: &mask,
-                    dense_grad: g.as_deref(),
-                    average: avg.as_deref(),
-                    target_active: target,
+        let (input, ids) = self.update_input(&model, &layers, dense)?;
+        if input.is_empty() {
+            return Ok((
+                model,
+                UpdateStats {
+                    step: t,
+                    drop_fraction: ctx.drop_fraction,
+                    layers: Vec::new(),
                 },
-            )?;
-            let dropped = mask
-                .iter()
-                .zip(&decision.mask)
-                .filter(|(o, n)| **o && !**n)
-                .count();
-            stats.push(LayerUpdateStats {
-                path: l.path.clone(),
-                active: decision.mask.iter().filter(|&&b| b).count(),
-                reset: decision.reset.iter().filter(|&&b| b).count(),
-                dropped,
-            });
-            if decision.reset.iter().any(|&b| b) {
-                resets.insert(l.id, decision.reset);
-            }
-            if decision.mask != mask {
-                new_masks.insert(l.path.clone(), decision.mask);
+            ));
+        }
+        let decision = updater.update(&ctx, &input)?;
+
+        // Per-layer counts of the decision, read back in one transfer.
+        let dropped = input
+            .mask
+            .clone()
+            .bool_and(decision.mask.clone().bool_not());
+        let mut parts = Vec::with_capacity(3 * input.layers.len());
+        for s in &input.layers {
+            for t in [&decision.mask, &decision.reset, &dropped] {
+                parts.push(t.clone().narrow(0, s.offset, s.len));
             }
         }
-        let paths: HashMap<ParamId, String> =
-            layers.iter().map(|l| (l.id, l.path.clone())).collect();
+        let counts = count_true(parts);
+        let mut new_masks = HashMap::new();
+        let mut resets = HashMap::new();
+        let mut host_resets = HashMap::new();
+        let mut stats = Vec::with_capacity(input.layers.len());
+        for ((s, id), c) in input.layers.iter().zip(&ids).zip(counts.chunks_exact(3)) {
+            let (active, reset, dropped) = (c[0], c[1], c[2]);
+            stats.push(LayerUpdateStats {
+                path: s.path.clone(),
+                active,
+                reset,
+                dropped,
+            });
+            if reset > 0 {
+                let r = decision.reset.clone().narrow(0, s.offset, s.len);
+                host_resets.insert(*id, bools_to_host(r.clone()));
+                resets.insert(s.path.clone(), r);
+            }
+            if dropped > 0 || active != s.n_active {
+                new_masks.insert(
+                    s.path.clone(),
+                    decision.mask.clone().narrow(0, s.offset, s.len),
+                );
+            }
+        }
         let mut mapper = UpdateMapper {
             path: Vec::new(),
             masks: new_masks,
-            resets: resets
-                .iter()
-                .map(|(id, r)| (paths[id].clone(), r.clone()))
-                .collect(),
+            resets,
             grow_init: self.config.grow_init,
             seed: self.sparsity.seed,
             step: t,
         };
         let model = model.map(&mut mapper);
-        reset_optimizer_slots(optim, &resets)?;
+        reset_optimizer_slots(optim, &host_resets)?;
         Ok((
             model,
             UpdateStats {
@@ -554,6 +556,80 @@ impl SparseTrainer {
                 layers: stats,
             },
         ))
+    }
+
+    /// The flat buffers of an update: every masked layer's weights, mask, dense gradient and
+    /// moving average, concatenated on the model's device; and the layers' parameter ids.
+    fn update_input<M: Module>(
+        &self,
+        model: &M,
+        layers: &[KernelParam],
+        dense: &HashMap<ParamId, Tensor<1>>,
+    ) -> Result<(UpdateInput, Vec<ParamId>)> {
+        let plan = self.plan.as_ref().expect("updates need a plan");
+        let layers: Vec<(&KernelParam, Tensor<1, Bool>)> = layers
+            .iter()
+            .filter_map(|l| l.mask.clone().map(|m| (l, m)))
+            .collect();
+        let mut weights = flat_weights(model, layers.iter().map(|(l, _)| l.path.as_str()));
+        let n_active = count_true(layers.iter().map(|(_, m)| m.clone()).collect());
+        let mut slots = Vec::with_capacity(layers.len());
+        let mut w = Vec::with_capacity(layers.len());
+        let mut offset = 0;
+        for ((l, mask), n_active) in layers.iter().zip(n_active) {
+            let weight = weights
+                .remove(&l.path)
+                .ok_or_else(|| SparsityError::UnknownLayer {
+                    path: l.path.clone(),
+                })?;
+            let len = mask.dims()[0];
+            slots.push(LayerSlot {
+                path: l.path.clone(),
+                offset,
+                len,
+                n_active,
+                target_active: plan.layer(&l.path).map(|p| p.n_active).unwrap_or(n_active),
+            });
+            w.push(weight);
+            offset += len;
+        }
+        let ids = layers.iter().map(|(l, _)| l.id).collect();
+        if slots.is_empty() {
+            let device = Device::default();
+            let input = UpdateInput {
+                layers: slots,
+                weights: Tensor::zeros([0], &device),
+                mask: Tensor::zeros([0], &device),
+                dense_grad: None,
+                average: None,
+            };
+            return Ok((input, ids));
+        }
+        let cat = |parts: Option<Vec<Tensor<1>>>| {
+            parts.map(|p| Tensor::cat(p.into_iter().map(Tensor::without_autodiff).collect(), 0))
+        };
+        let dense_grad = cat(layers
+            .iter()
+            .map(|(l, _)| dense.get(&l.id).cloned())
+            .collect());
+        let average = cat(layers
+            .iter()
+            .map(|(l, _)| self.averages.get(&l.path).cloned())
+            .collect());
+        let input = UpdateInput {
+            layers: slots,
+            weights: Tensor::cat(w, 0),
+            mask: Tensor::cat(
+                layers
+                    .into_iter()
+                    .map(|(_, m)| m.without_autodiff())
+                    .collect(),
+                0,
+            ),
+            dense_grad,
+            average,
+        };
+        Ok((input, ids))
     }
 
     /// SNFS's gradient moving averages, by parameter path.
@@ -694,8 +770,8 @@ fn take_gradients<M: Module>(
 /// Writes new masks and resets weights at new connections.
 struct UpdateMapper {
     path: Vec<String>,
-    masks: HashMap<String, Vec<bool>>,
-    resets: HashMap<String, Vec<bool>>,
+    masks: HashMap<String, Tensor<1, Bool>>,
+    resets: HashMap<String, Tensor<1, Bool>>,
     grow_init: GrowInit,
     seed: u64,
     step: i64,
@@ -720,9 +796,8 @@ impl ModuleMapper for UpdateMapper {
         param.map(move |t| {
             let device = t.device();
             let shape = t.shape();
-            let n = reset.len();
-            let reset = Tensor::<1, Bool>::from_data(TensorData::new(reset, [n]), &device)
-                .reshape(shape.clone());
+            let n = shape.num_elements();
+            let reset = reset.reshape(shape.clone());
             let require_grad = t.is_require_grad();
             let distributed = t.is_distributed();
             let checkpointing = t.gradient_checkpointing_strategy();
@@ -762,13 +837,27 @@ impl ModuleMapper for UpdateMapper {
         let Some(values) = self.masks.remove(&weight) else {
             return param;
         };
-        param.map(|t| {
-            let device = t.device();
-            let shape = t.shape();
-            let len = values.len();
-            Tensor::<1, Bool>::from_data(TensorData::new(values, [len]), &device).reshape(shape)
-        })
+        param.map(|t| values.reshape(t.shape()))
     }
+}
+
+/// The number of `true` entries of each tensor, read back in one transfer.
+fn count_true(parts: Vec<Tensor<1, Bool>>) -> Vec<usize> {
+    if parts.is_empty() {
+        return Vec::new();
+    }
+    let sums: Vec<Tensor<1, Int>> = parts
+        .into_iter()
+        .map(|p| p.without_autodiff().int().sum())
+        .collect();
+    Tensor::cat(sums, 0)
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("counts convert to i64")
+        .into_iter()
+        .map(|c| c as usize)
+        .collect()
 }
 
 /// Normal samples by Box-Muller over the counter-based generator, on a stream of its own.
@@ -787,6 +876,8 @@ fn normal_samples(seed: u64, path: &str, step: i64, n: usize, std: f64) -> Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mask::floats_to_host;
+    use crate::sparsify::read_weights;
     use crate::test_utils::Mlp;
     use burn::optim::momentum::MomentumConfig;
     use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};

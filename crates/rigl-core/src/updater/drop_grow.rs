@@ -1,26 +1,41 @@
-//! Drop and grow, one layer at a time: the step SET, SNFS and RigL share (reference section 4).
+//! Drop and grow: the step SET, SNFS and RigL share (reference section 4), for all layers at
+//! once.
 //!
 //! ```text
-//! n_prune = int(n_ones * drop_fraction)            truncation
+//! n_prune = int(n_ones * drop_fraction)            truncation, per layer
 //! keep the n_ones - n_prune active connections of largest |w|          -> mask1
 //! grow the n_prune best-scoring positions where mask1 == 0             -> mask2
 //! new mask = mask1 | mask2                         (n_ones exactly conserved)
 //! new connections = mask2 & !old_mask              (dropped-and-regrown ones keep weight and state)
 //! ```
 //!
-//! Ties in the drop and grow scores are broken deterministically by the lower index (the
-//! reference adds tiny random noise instead), so an update is a pure function of its inputs.
+//! Each of the two selections is one segmented top-k over every layer
+//! ([`rigl_kernels::segmented_top_k_mask`], or [`rigl_kernels::random_top_k_mask`] for random
+//! growth): a radix select on the device, not a sort. Ties in the drop and grow scores are
+//! broken deterministically by the lower index (the reference adds tiny random noise instead),
+//! so an update is a pure function of its inputs, the same on every device.
 
-use super::{LayerDecision, LayerView};
-use crate::error::{Result, SparsityError};
-use rigl_kernels::{top_k_mask_f32, top_k_mask_u32};
+use super::{UpdateDecision, UpdateInput};
+use crate::error::Result;
+use burn::tensor::Tensor;
+use rigl_kernels::{random_top_k_mask, segmented_top_k_mask};
 
 /// Scores by which positions are grown.
-pub enum GrowScores<'a> {
-    /// Larger is better (|gradient|, |momentum|).
-    Float(&'a [f32]),
-    /// Random keys of the counter-based generator; larger wins.
-    Random(&'a [u32]),
+// Built once per update and moved, never copied: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum GrowScores {
+    /// One score per position of the input's buffers; larger is better (|gradient|,
+    /// |momentum|).
+    Float(Tensor<1>),
+    /// The counter-based generator at `(seed, stream of the layer's path, step, index)`;
+    /// larger samples win.
+    Random {
+        /// Seed of the generator.
+        seed: u64,
+        /// Step of the generator's key.
+        step: u32,
+    },
 }
 
 /// Number of connections dropped at drop fraction `f`: `int(n_ones * f)`.
@@ -28,80 +43,120 @@ pub fn n_prune(n_ones: usize, drop_fraction: f64) -> usize {
     (n_ones as f64 * drop_fraction).floor() as usize
 }
 
-/// One drop-and-grow update of a layer.
+/// One drop-and-grow update of every layer of `input`.
 ///
 /// With `allow_regrow == false` (a documented variant used by other implementations), a
 /// connection dropped in this update cannot be grown back in the same update.
 ///
 /// # Errors
-/// [`SparsityError::Select`] when NaN weights or scores leave too few candidates.
+/// [`crate::SparsityError::Select`], naming the layer, when NaN weights or scores leave too few
+/// candidates.
 pub fn drop_and_grow(
-    layer: &LayerView<'_>,
+    input: &UpdateInput,
     drop_fraction: f64,
-    grow: GrowScores<'_>,
+    grow: GrowScores,
     allow_regrow: bool,
-) -> Result<LayerDecision> {
-    let err = |source| SparsityError::Select {
-        path: layer.path.to_string(),
-        source,
-    };
-    let n = layer.mask.len();
-    let n_ones = layer.mask.iter().filter(|&&m| m).count();
-    let prune = n_prune(n_ones, drop_fraction);
-    let keep = n_ones - prune;
-    let magnitude: Vec<f32> = layer.weights.iter().map(|w| w.abs()).collect();
-    let mask1 = top_k_mask_f32(&magnitude, Some(layer.mask), keep)
-        .map_err(err)?
+) -> Result<UpdateDecision> {
+    let prune = |n_active: usize| n_prune(n_active, drop_fraction);
+    let keep = input.segments(|l| l.n_active - prune(l.n_active));
+    let mask1 = segmented_top_k_mask(input.weights.clone().abs(), Some(input.mask.clone()), &keep)
+        .map_err(|e| input.select_error(e))?
         .mask;
-    let eligible: Vec<bool> = (0..n)
-        .map(|i| !mask1[i] && (allow_regrow || !layer.mask[i]))
-        .collect();
-    let mask2 = match grow {
-        GrowScores::Float(s) => top_k_mask_f32(s, Some(&eligible), prune).map_err(err)?.mask,
-        GrowScores::Random(k) => top_k_mask_u32(k, Some(&eligible), prune).map_err(err)?,
+    let not_kept = mask1.clone().bool_not();
+    let eligible = if allow_regrow {
+        not_kept
+    } else {
+        not_kept.bool_and(input.mask.clone().bool_not())
     };
-    let mask: Vec<bool> = mask1.iter().zip(&mask2).map(|(a, b)| *a || *b).collect();
-    let reset: Vec<bool> = mask2
-        .iter()
-        .zip(layer.mask)
-        .map(|(grown, old)| *grown && !*old)
-        .collect();
-    Ok(LayerDecision { mask, reset })
+    let mask2 = match grow {
+        GrowScores::Float(scores) => {
+            let segments = input.segments(|l| prune(l.n_active));
+            segmented_top_k_mask(scores, Some(eligible), &segments)
+                .map_err(|e| input.select_error(e))?
+                .mask
+        }
+        GrowScores::Random { seed, step } => {
+            let segments = input.random_segments(|l| prune(l.n_active));
+            let device = input.device();
+            random_top_k_mask(seed, step, input.len(), Some(eligible), &segments, &device)
+                .map_err(|e| input.select_error(e))?
+        }
+    };
+    let reset = mask2.clone().bool_and(input.mask.clone().bool_not());
+    Ok(UpdateDecision {
+        mask: mask1.bool_or(mask2),
+        reset,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::updater::HostLayer;
+    use burn::tensor::Device;
 
-    fn view<'a>(w: &'a [f32], m: &'a [bool]) -> LayerView<'a> {
-        LayerView {
-            path: "w",
-            weights: w,
-            mask: m,
-            dense_grad: None,
-            average: None,
-            target_active: m.iter().filter(|&&b| b).count(),
-        }
+    fn input(layers: &[(&str, &[f32], &[bool])]) -> UpdateInput {
+        let host: Vec<HostLayer<'_>> = layers
+            .iter()
+            .map(|(path, w, m)| HostLayer {
+                path,
+                weights: w,
+                mask: m,
+                dense_grad: None,
+                average: None,
+                target_active: m.iter().filter(|&&b| b).count(),
+            })
+            .collect();
+        UpdateInput::from_host(&host, &Device::default())
+    }
+
+    fn scores(v: &[f32]) -> GrowScores {
+        let data = burn::tensor::TensorData::new(v.to_vec(), [v.len()]);
+        GrowScores::Float(Tensor::from_data(data, &Device::default()))
     }
 
     #[test]
     fn drops_smallest_and_grows_best_outside_kept() {
         let w = [0.9, -0.1, 0.5, 0.0, 0.0, 0.2, 0.0, 0.0];
         let m = [true, true, true, false, false, true, false, false];
+        let x = input(&[("w", &w, &m)]);
         // 4 active, drop 0.5 -> 2 pruned (|-0.1| and 0.2), 2 kept (0.9, 0.5).
         let g = [9.0, 8.0, 0.0, 0.1, 3.0, 7.0, 2.0, 0.0];
-        let d = drop_and_grow(&view(&w, &m), 0.5, GrowScores::Float(&g), true).unwrap();
+        let (mask, reset) = drop_and_grow(&x, 0.5, scores(&g), true).unwrap().to_host();
         // Kept positions 0 and 2 are excluded from growth even though g[0] is the largest;
         // the best two others are 1 (8.0, regrown: not new) and 5 (7.0, regrown: not new).
-        assert_eq!(d.mask, [true, true, true, false, false, true, false, false]);
-        assert_eq!(d.reset, [false; 8]);
+        assert_eq!(mask, [true, true, true, false, false, true, false, false]);
+        assert_eq!(reset, [false; 8]);
         // Forbidding regrowth picks 4 and 6 instead, both new.
-        let d = drop_and_grow(&view(&w, &m), 0.5, GrowScores::Float(&g), false).unwrap();
-        assert_eq!(d.mask, [true, false, true, false, true, false, true, false]);
+        let (mask, reset) = drop_and_grow(&x, 0.5, scores(&g), false).unwrap().to_host();
+        assert_eq!(mask, [true, false, true, false, true, false, true, false]);
         assert_eq!(
-            d.reset,
+            reset,
             [false, false, false, false, true, false, true, false]
         );
+    }
+
+    #[test]
+    fn layers_are_decided_independently_in_one_pass() {
+        // The same layer twice, next to a layer whose weights would win any global ranking:
+        // each layer keeps its own count and grows inside itself.
+        let w = [0.9, -0.1, 0.5, 0.0, 0.0, 0.2, 0.0, 0.0];
+        let m = [true, true, true, false, false, true, false, false];
+        let big = [100.0, 0.0, 200.0, 0.0];
+        let mb = [true, false, true, false];
+        let x = input(&[("a", &w, &m), ("big", &big, &mb), ("b", &w, &m)]);
+        let g = [
+            9.0, 8.0, 0.0, 0.1, 3.0, 7.0, 2.0, 0.0, // a
+            0.0, 50.0, 0.0, 40.0, // big
+            9.0, 8.0, 0.0, 0.1, 3.0, 7.0, 2.0, 0.0, // b
+        ];
+        let (mask, reset) = drop_and_grow(&x, 0.5, scores(&g), false).unwrap().to_host();
+        let a = [true, false, true, false, true, false, true, false];
+        assert_eq!(mask[..8], a);
+        // big: 2 active, drops int(2 * 0.5) = 1 (the 100.0), grows at 1 (50.0 beats 40.0).
+        assert_eq!(mask[8..12], [false, true, true, false]);
+        assert_eq!(mask[12..], a);
+        assert_eq!(reset[8..12], [false, true, false, false]);
     }
 
     #[test]
@@ -111,7 +166,20 @@ mod tests {
         assert_eq!(n_prune(4704, 0.3), 1411);
         let w = [1.0, 2.0, 3.0];
         let m = [true, true, true];
-        let d = drop_and_grow(&view(&w, &m), 0.3, GrowScores::Random(&[1, 2, 3]), true).unwrap();
-        assert_eq!(d.mask, m);
+        let x = input(&[("w", &w, &m)]);
+        let d = drop_and_grow(&x, 0.3, GrowScores::Random { seed: 0, step: 1 }, true).unwrap();
+        assert_eq!(d.to_host().0, m);
+    }
+
+    #[test]
+    fn nan_weights_name_the_layer() {
+        let w = [f32::NAN, f32::NAN, 1.0, 0.0];
+        let m = [true, true, true, false];
+        let x = input(&[("ok", &[1.0, 2.0], &[true, false]), ("bad", &w, &m)]);
+        let err = drop_and_grow(&x, 0.0, scores(&[0.0; 6]), true).unwrap_err();
+        assert!(
+            matches!(&err, crate::SparsityError::Select { path, .. } if path == "bad"),
+            "{err}"
+        );
     }
 }

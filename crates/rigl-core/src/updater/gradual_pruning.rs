@@ -3,11 +3,11 @@
 //! `p = clamp((t - begin) / (end - begin), 0, 1)`, with `s_f` the layer's planned sparsity.
 //! Pruned connections never come back.
 
-use super::{LayerDecision, LayerView, MaskUpdater, Method, UpdateContext};
+use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::distribution::n_ones;
-use crate::error::{Result, SparsityError};
+use crate::error::Result;
 use crate::schedule::gradual_sparsity;
-use rigl_kernels::top_k_mask_f32;
+use rigl_kernels::segmented_top_k_mask;
 
 /// Prunes by magnitude on the cubic schedule.
 pub struct GradualPruning;
@@ -31,19 +31,18 @@ impl MaskUpdater for GradualPruning {
         Method::Prune
     }
 
-    fn update_layer(&self, ctx: &UpdateContext, layer: &LayerView<'_>) -> Result<LayerDecision> {
-        let n = layer.mask.len();
-        let n_active = layer.mask.iter().filter(|&&m| m).count();
-        let keep = Self::active_at(n, layer.target_active, ctx).min(n_active);
-        let magnitude: Vec<f32> = layer.weights.iter().map(|w| w.abs()).collect();
-        let mask = top_k_mask_f32(&magnitude, Some(layer.mask), keep)
-            .map_err(|source| SparsityError::Select {
-                path: layer.path.to_string(),
-                source,
-            })?
-            .mask;
-        Ok(LayerDecision {
-            reset: vec![false; n],
+    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+        let segments =
+            input.segments(|l| Self::active_at(l.len, l.target_active, ctx).min(l.n_active));
+        let mask = segmented_top_k_mask(
+            input.weights.clone().abs(),
+            Some(input.mask.clone()),
+            &segments,
+        )
+        .map_err(|e| input.select_error(e))?
+        .mask;
+        Ok(UpdateDecision {
+            reset: input.nothing(),
             mask,
         })
     }

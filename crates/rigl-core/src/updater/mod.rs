@@ -19,7 +19,10 @@ pub mod snfs;
 pub mod snip;
 pub mod static_rezero;
 
-use crate::error::Result;
+use crate::error::{Result, SparsityError};
+use crate::mask::bools_to_host;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use rigl_kernels::{RandomSegment, Segment, SelectError, stream_id};
 use serde::{Deserialize, Serialize};
 
 /// A sparse training method.
@@ -114,30 +117,221 @@ impl core::str::FromStr for Method {
     }
 }
 
-/// What an updater sees of one masked layer at an update (host copies, flat, row-major).
-pub struct LayerView<'a> {
-    /// Parameter path (keys the random stream).
+/// One masked layer's place in the flat buffers of an [`UpdateInput`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerSlot {
+    /// Parameter path (keys the random stream and names the layer in errors).
+    pub path: String,
+    /// First position of the layer in the flat buffers.
+    pub offset: usize,
+    /// Number of weights of the layer.
+    pub len: usize,
+    /// Number of active connections before the update.
+    pub n_active: usize,
+    /// The planned number of active weights at the end of training.
+    pub target_active: usize,
+}
+
+/// What an updater sees at an update: every masked layer, concatenated (flat, row-major, in
+/// [`layers`](Self::layers) order) into buffers on the model's device, without autodiff.
+///
+/// Every updater decides all layers at once, so each selection is one segmented launch of
+/// [`rigl_kernels::segmented_top_k_mask`] (or [`rigl_kernels::random_top_k_mask`]) over all
+/// layers: the CubeCL kernels on wgpu and CUDA, the parallel radix select on the CPU.
+#[derive(Clone, Debug)]
+pub struct UpdateInput {
+    /// The layers, with their offsets in the buffers.
+    pub layers: Vec<LayerSlot>,
+    /// Stored weights.
+    pub weights: Tensor<1>,
+    /// Current masks.
+    pub mask: Tensor<1, Bool>,
+    /// Dense gradient `dL/d(w*m)` of this batch, when the method asked for it.
+    pub dense_grad: Option<Tensor<1>>,
+    /// SNFS's exponential moving average of the dense gradient.
+    pub average: Option<Tensor<1>>,
+}
+
+/// Host values of one layer, to build an [`UpdateInput`] with [`UpdateInput::from_host`].
+#[derive(Clone, Copy, Debug)]
+pub struct HostLayer<'a> {
+    /// Parameter path.
     pub path: &'a str,
     /// Stored weights.
     pub weights: &'a [f32],
     /// Current mask.
     pub mask: &'a [bool],
-    /// Dense gradient `dL/d(w*m)` of this batch, when the method asked for it.
+    /// Dense gradient, if any.
     pub dense_grad: Option<&'a [f32]>,
-    /// SNFS's exponential moving average of the dense gradient.
+    /// Gradient moving average, if any.
     pub average: Option<&'a [f32]>,
     /// The planned number of active weights at the end of training.
     pub target_active: usize,
 }
 
-/// What an update decides for one layer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LayerDecision {
-    /// The new mask.
-    pub mask: Vec<bool>,
+impl UpdateInput {
+    /// An input from host values, on `device` (tests and offline analysis).
+    ///
+    /// # Panics
+    /// If a layer's buffers differ in length, or some layers carry a gradient (or average) and
+    /// others do not.
+    pub fn from_host(layers: &[HostLayer<'_>], device: &Device) -> Self {
+        let mut slots = Vec::with_capacity(layers.len());
+        let mut offset = 0;
+        for l in layers {
+            let len = l.mask.len();
+            assert_eq!(
+                l.weights.len(),
+                len,
+                "weights and mask of `{}` differ",
+                l.path
+            );
+            slots.push(LayerSlot {
+                path: l.path.to_string(),
+                offset,
+                len,
+                n_active: l.mask.iter().filter(|&&b| b).count(),
+                target_active: l.target_active,
+            });
+            offset += len;
+        }
+        let floats = |values: Vec<f32>| {
+            let n = values.len();
+            Tensor::<1>::from_data(TensorData::new(values, [n]), device)
+        };
+        let optional = |get: for<'b> fn(&'b HostLayer<'_>) -> Option<&'b [f32]>| {
+            let parts: Vec<&[f32]> = layers.iter().filter_map(get).collect();
+            if parts.is_empty() {
+                return None;
+            }
+            assert_eq!(parts.len(), layers.len(), "some layers lack an input");
+            Some(floats(parts.concat()))
+        };
+        let mask: Vec<bool> = layers.iter().flat_map(|l| l.mask.iter().copied()).collect();
+        Self {
+            weights: floats(
+                layers
+                    .iter()
+                    .flat_map(|l| l.weights.iter().copied())
+                    .collect(),
+            ),
+            mask: Tensor::<1, Bool>::from_data(TensorData::new(mask, [offset]), device),
+            dense_grad: optional(|l| l.dense_grad),
+            average: optional(|l| l.average),
+            layers: slots,
+        }
+    }
+
+    /// Total number of positions in the buffers.
+    pub fn len(&self) -> usize {
+        self.layers.last().map(|l| l.offset + l.len).unwrap_or(0)
+    }
+
+    /// Whether there is no layer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A Bool buffer with no position set.
+    pub fn nothing(&self) -> Tensor<1, Bool> {
+        Tensor::<1, Bool>::zeros([self.len()], &self.device())
+    }
+
+    /// The device of the buffers.
+    pub fn device(&self) -> Device {
+        self.mask.device()
+    }
+
+    /// One selection segment per layer, selecting `k(layer)` positions.
+    pub fn segments(&self, k: impl Fn(&LayerSlot) -> usize) -> Vec<Segment> {
+        self.layers
+            .iter()
+            .map(|l| Segment {
+                offset: l.offset,
+                len: l.len,
+                k: k(l),
+            })
+            .collect()
+    }
+
+    /// One random selection segment per layer (stream keyed by the layer's path).
+    pub fn random_segments(&self, k: impl Fn(&LayerSlot) -> usize) -> Vec<RandomSegment> {
+        self.layers
+            .iter()
+            .map(|l| RandomSegment {
+                offset: l.offset,
+                len: l.len,
+                k: k(l),
+                stream: stream_id(&l.path),
+            })
+            .collect()
+    }
+
+    /// The error of a selection over these layers, naming the layer it concerns.
+    pub fn select_error(&self, source: SelectError) -> SparsityError {
+        let segment = match source {
+            SelectError::KTooLarge { segment, .. }
+            | SelectError::SegmentOutOfBounds { segment, .. }
+            | SelectError::SegmentTooLong { segment, .. } => Some(segment),
+            SelectError::EligibleLength { .. } | SelectError::TooManyPositions { .. } => None,
+        };
+        let path = segment
+            .and_then(|s| self.layers.get(s))
+            .map(|l| l.path.clone())
+            .unwrap_or_else(|| "<all masked layers>".to_string());
+        SparsityError::Select { path, source }
+    }
+
+    /// The dense gradient, or the error naming what is missing.
+    ///
+    /// # Errors
+    /// [`SparsityError::MissingInput`] when the update has no dense gradient.
+    pub fn require_dense_grad(&self) -> Result<Tensor<1>> {
+        self.dense_grad
+            .clone()
+            .ok_or_else(|| self.missing("the dense gradient"))
+    }
+
+    /// The gradient moving average, or the error naming what is missing.
+    ///
+    /// # Errors
+    /// [`SparsityError::MissingInput`] when the update has no moving average.
+    pub fn require_average(&self) -> Result<Tensor<1>> {
+        self.average
+            .clone()
+            .ok_or_else(|| self.missing("the gradient moving average"))
+    }
+
+    fn missing(&self, what: &'static str) -> SparsityError {
+        SparsityError::MissingInput {
+            path: self
+                .layers
+                .first()
+                .map(|l| l.path.clone())
+                .unwrap_or_default(),
+            what,
+        }
+    }
+}
+
+/// What an update decides, over the flat buffers of its [`UpdateInput`].
+#[derive(Clone, Debug)]
+pub struct UpdateDecision {
+    /// The new masks.
+    pub mask: Tensor<1, Bool>,
     /// Positions whose weight is set to the grow initialisation and whose optimizer slots are
     /// zeroed: the new connections (and, for `static_rezero`, the re-zeroed weights).
-    pub reset: Vec<bool>,
+    pub reset: Tensor<1, Bool>,
+}
+
+impl UpdateDecision {
+    /// The new masks and the reset positions, read to the host.
+    pub fn to_host(&self) -> (Vec<bool>, Vec<bool>) {
+        (
+            bools_to_host(self.mask.clone()),
+            bools_to_host(self.reset.clone()),
+        )
+    }
 }
 
 /// Schedule-dependent inputs of an update.
@@ -185,9 +379,10 @@ pub trait MaskUpdater: Send + Sync {
         false
     }
 
-    /// Decide the new mask of one layer.
+    /// Decide the new masks of all layers of `input`.
     ///
     /// # Errors
-    /// Selection errors (NaN scores leaving too few candidates).
-    fn update_layer(&self, ctx: &UpdateContext, layer: &LayerView<'_>) -> Result<LayerDecision>;
+    /// Selection errors (NaN scores leaving too few candidates), naming the layer; a missing
+    /// input (dense gradient, moving average).
+    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision>;
 }

@@ -7,8 +7,8 @@
 //! [`DstConfig::train_on_update_steps`](crate::DstConfig::train_on_update_steps)).
 
 use super::drop_grow::{GrowScores, drop_and_grow};
-use super::{LayerDecision, LayerView, MaskUpdater, Method, UpdateContext};
-use crate::error::{Result, SparsityError};
+use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
+use crate::error::Result;
 
 /// Drop by magnitude, grow by |dense gradient|.
 pub struct Rigl;
@@ -26,18 +26,12 @@ impl MaskUpdater for Rigl {
         false
     }
 
-    fn update_layer(&self, ctx: &UpdateContext, layer: &LayerView<'_>) -> Result<LayerDecision> {
-        let g = layer
-            .dense_grad
-            .ok_or_else(|| SparsityError::MissingInput {
-                path: layer.path.to_string(),
-                what: "the dense gradient",
-            })?;
-        let scores: Vec<f32> = g.iter().map(|g| g.abs()).collect();
+    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+        let scores = input.require_dense_grad()?.abs();
         drop_and_grow(
-            layer,
+            input,
             ctx.drop_fraction,
-            GrowScores::Float(&scores),
+            GrowScores::Float(scores),
             ctx.allow_regrow,
         )
     }
@@ -46,6 +40,8 @@ impl MaskUpdater for Rigl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::updater::HostLayer;
+    use burn::tensor::Device;
 
     #[test]
     fn grows_at_largest_dense_gradient_among_non_kept() {
@@ -64,22 +60,21 @@ mod tests {
             begin_step: 0,
             end_step: 100,
         };
-        let d = Rigl
-            .update_layer(
-                &ctx,
-                &LayerView {
-                    path: "w",
-                    weights: &w,
-                    mask: &m,
-                    dense_grad: Some(&g),
-                    average: None,
-                    target_active: 4,
-                },
-            )
-            .unwrap();
-        let on: Vec<usize> = (0..10).filter(|&i| d.mask[i]).collect();
+        let input = UpdateInput::from_host(
+            &[HostLayer {
+                path: "w",
+                weights: &w,
+                mask: &m,
+                dense_grad: Some(&g),
+                average: None,
+                target_active: 4,
+            }],
+            &Device::default(),
+        );
+        let (mask, reset) = Rigl.update(&ctx, &input).unwrap().to_host();
+        let on: Vec<usize> = (0..10).filter(|&i| mask[i]).collect();
         assert_eq!(on, [0, 1, 7, 9]);
-        let new: Vec<usize> = (0..10).filter(|&i| d.reset[i]).collect();
+        let new: Vec<usize> = (0..10).filter(|&i| reset[i]).collect();
         assert_eq!(new, [7, 9]);
     }
 }

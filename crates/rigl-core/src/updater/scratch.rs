@@ -1,6 +1,6 @@
 //! `scratch`: the initial random mask, kept for the whole run (the true static baseline).
 
-use super::{LayerDecision, LayerView, MaskUpdater, Method, UpdateContext};
+use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::Result;
 
 /// Keeps the initial mask; never updates.
@@ -15,10 +15,10 @@ impl MaskUpdater for Scratch {
         false
     }
 
-    fn update_layer(&self, _ctx: &UpdateContext, layer: &LayerView<'_>) -> Result<LayerDecision> {
-        Ok(LayerDecision {
-            mask: layer.mask.to_vec(),
-            reset: vec![false; layer.mask.len()],
+    fn update(&self, _ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+        Ok(UpdateDecision {
+            mask: input.mask.clone(),
+            reset: input.nothing(),
         })
     }
 }

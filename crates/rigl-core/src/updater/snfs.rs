@@ -4,8 +4,8 @@
 //! density between layers.
 
 use super::drop_grow::{GrowScores, drop_and_grow};
-use super::{LayerDecision, LayerView, MaskUpdater, Method, UpdateContext};
-use crate::error::{Result, SparsityError};
+use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
+use crate::error::Result;
 
 /// Drop by magnitude, grow by |EMA of the dense gradient|.
 pub struct Snfs;
@@ -19,16 +19,12 @@ impl MaskUpdater for Snfs {
         true
     }
 
-    fn update_layer(&self, ctx: &UpdateContext, layer: &LayerView<'_>) -> Result<LayerDecision> {
-        let avg = layer.average.ok_or_else(|| SparsityError::MissingInput {
-            path: layer.path.to_string(),
-            what: "the gradient moving average",
-        })?;
-        let scores: Vec<f32> = avg.iter().map(|g| g.abs()).collect();
+    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+        let scores = input.require_average()?.abs();
         drop_and_grow(
-            layer,
+            input,
             ctx.drop_fraction,
-            GrowScores::Float(&scores),
+            GrowScores::Float(scores),
             ctx.allow_regrow,
         )
     }

@@ -3,9 +3,9 @@
 //! with `s` from the chosen distribution. That iteration trains nothing; afterwards the mask is
 //! fixed.
 
-use super::{LayerDecision, LayerView, MaskUpdater, Method, UpdateContext};
-use crate::error::{Result, SparsityError};
-use rigl_kernels::top_k_mask_f32;
+use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
+use crate::error::Result;
+use rigl_kernels::segmented_top_k_mask;
 
 /// One-shot pruning at initialisation by connection sensitivity.
 pub struct Snip;
@@ -27,26 +27,14 @@ impl MaskUpdater for Snip {
         true
     }
 
-    fn update_layer(&self, _ctx: &UpdateContext, layer: &LayerView<'_>) -> Result<LayerDecision> {
-        let g = layer
-            .dense_grad
-            .ok_or_else(|| SparsityError::MissingInput {
-                path: layer.path.to_string(),
-                what: "the dense gradient",
-            })?;
-        let scores: Vec<f32> = g
-            .iter()
-            .zip(layer.weights)
-            .map(|(g, w)| (g * w).abs())
-            .collect();
-        let mask = top_k_mask_f32(&scores, None, layer.target_active)
-            .map_err(|source| SparsityError::Select {
-                path: layer.path.to_string(),
-                source,
-            })?
+    fn update(&self, _ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+        let scores = (input.require_dense_grad()? * input.weights.clone()).abs();
+        let segments = input.segments(|l| l.target_active);
+        let mask = segmented_top_k_mask(scores, None, &segments)
+            .map_err(|e| input.select_error(e))?
             .mask;
-        Ok(LayerDecision {
-            reset: vec![false; mask.len()],
+        Ok(UpdateDecision {
+            reset: input.nothing(),
             mask,
         })
     }
@@ -55,6 +43,8 @@ impl MaskUpdater for Snip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::updater::HostLayer;
+    use burn::tensor::Device;
 
     #[test]
     fn keeps_top_connection_sensitivity() {
@@ -69,19 +59,19 @@ mod tests {
             begin_step: 0,
             end_step: 0,
         };
-        let d = Snip
-            .update_layer(
-                &ctx,
-                &LayerView {
-                    path: "w",
-                    weights: &w,
-                    mask: &[true; 4],
-                    dense_grad: Some(&g),
-                    average: None,
-                    target_active: 2,
-                },
-            )
-            .unwrap();
-        assert_eq!(d.mask, [false, true, true, false]);
+        let input = UpdateInput::from_host(
+            &[HostLayer {
+                path: "w",
+                weights: &w,
+                mask: &[true; 4],
+                dense_grad: Some(&g),
+                average: None,
+                target_active: 2,
+            }],
+            &Device::default(),
+        );
+        let (mask, reset) = Snip.update(&ctx, &input).unwrap().to_host();
+        assert_eq!(mask, [false, true, true, false]);
+        assert_eq!(reset, [false; 4]);
     }
 }

@@ -3,9 +3,9 @@
 //! are reset to zero (they "drop and regrow in place").
 
 use super::drop_grow::n_prune;
-use super::{LayerDecision, LayerView, MaskUpdater, Method, UpdateContext};
-use crate::error::{Result, SparsityError};
-use rigl_kernels::top_k_mask_f32;
+use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
+use crate::error::Result;
+use rigl_kernels::segmented_top_k_mask;
 
 /// Re-zeroes the smallest active weights at each update; keeps the mask.
 pub struct StaticRezero;
@@ -15,25 +15,15 @@ impl MaskUpdater for StaticRezero {
         Method::StaticRezero
     }
 
-    fn update_layer(&self, ctx: &UpdateContext, layer: &LayerView<'_>) -> Result<LayerDecision> {
-        let n_ones = layer.mask.iter().filter(|&&m| m).count();
-        let keep = n_ones - n_prune(n_ones, ctx.drop_fraction);
-        let magnitude: Vec<f32> = layer.weights.iter().map(|w| w.abs()).collect();
-        let kept = top_k_mask_f32(&magnitude, Some(layer.mask), keep)
-            .map_err(|source| SparsityError::Select {
-                path: layer.path.to_string(),
-                source,
-            })?
-            .mask;
-        let reset = layer
-            .mask
-            .iter()
-            .zip(&kept)
-            .map(|(m, k)| *m && !*k)
-            .collect();
-        Ok(LayerDecision {
-            mask: layer.mask.to_vec(),
-            reset,
+    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+        let keep = input.segments(|l| l.n_active - n_prune(l.n_active, ctx.drop_fraction));
+        let kept =
+            segmented_top_k_mask(input.weights.clone().abs(), Some(input.mask.clone()), &keep)
+                .map_err(|e| input.select_error(e))?
+                .mask;
+        Ok(UpdateDecision {
+            reset: input.mask.clone().bool_and(kept.bool_not()),
+            mask: input.mask.clone(),
         })
     }
 }
@@ -41,6 +31,8 @@ impl MaskUpdater for StaticRezero {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::updater::HostLayer;
+    use burn::tensor::Device;
 
     #[test]
     fn rezeroes_lowest_active_and_keeps_mask() {
@@ -54,20 +46,19 @@ mod tests {
             begin_step: 0,
             end_step: 10,
         };
-        let d = StaticRezero
-            .update_layer(
-                &ctx,
-                &LayerView {
-                    path: "w",
-                    weights: &w,
-                    mask: &m,
-                    dense_grad: None,
-                    average: None,
-                    target_active: 4,
-                },
-            )
-            .unwrap();
-        assert_eq!(d.mask, m);
-        assert_eq!(d.reset, [false, true, false, false, true]);
+        let input = UpdateInput::from_host(
+            &[HostLayer {
+                path: "w",
+                weights: &w,
+                mask: &m,
+                dense_grad: None,
+                average: None,
+                target_active: 4,
+            }],
+            &Device::default(),
+        );
+        let (mask, reset) = StaticRezero.update(&ctx, &input).unwrap().to_host();
+        assert_eq!(mask, m);
+        assert_eq!(reset, [false, true, false, false, true]);
     }
 }

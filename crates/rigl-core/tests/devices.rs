@@ -1,0 +1,200 @@
+//! rigl-core on a CubeCL device (feature `wgpu`; lavapipe in CI): every selection of every
+//! method runs on the device through rigl-kernels and decides exactly what it decides on the
+//! CPU backend, and sparse training on the device keeps its invariants.
+
+#![cfg(feature = "wgpu")]
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData};
+use rigl_core::mask::bools_to_host;
+use rigl_core::updater::{HostLayer, UpdateContext, UpdateInput};
+use rigl_core::{DstConfig, MaskInit, Method, SparseTrainer, Sparsify, SparsityConfig};
+use rigl_kernels::Philox;
+
+fn wgpu() -> Device {
+    let device = Device::wgpu(DeviceKind::DefaultDevice);
+    let name = format!("{:?}", Tensor::<1>::zeros([1], &device).device());
+    assert!(name.to_lowercase().contains("wgpu"), "not wgpu: {name}");
+    device
+}
+
+/// Deterministic values in [-1, 1), quantised to `levels` steps so that ties are common.
+fn values(stream: u32, n: usize, levels: u32) -> Vec<f32> {
+    let g = Philox::new(3);
+    (0..n as u64)
+        .map(|i| (g.u32(stream, 0, i) % levels) as f32 / levels as f32 * 2.0 - 1.0)
+        .collect()
+}
+
+fn mask(stream: u32, n: usize, active: usize) -> Vec<bool> {
+    let keys: Vec<f32> = values(stream, n, 1 << 20);
+    let k = rigl_kernels::top_k_mask_f32(&keys, None, active).unwrap();
+    k.mask
+}
+
+#[test]
+fn every_method_decides_on_wgpu_as_on_the_cpu() {
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    // Three layers: small, odd-sized, and large enough for several kernel passes.
+    let sizes = [(100, 10), (37, 20), (20_000, 1_000)];
+    // (path, weights, mask, dense gradient, moving average) per layer.
+    type Layer = (String, Vec<f32>, Vec<bool>, Vec<f32>, Vec<f32>);
+    let data: Vec<Layer> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, active))| {
+            let s = 10 * i as u32;
+            (
+                format!("layers.{i}.weight"),
+                values(s, n, 64),
+                mask(s + 1, n, active),
+                values(s + 2, n, 16),
+                values(s + 3, n, 1000),
+            )
+        })
+        .collect();
+    let layers: Vec<HostLayer<'_>> = data
+        .iter()
+        .map(|(path, w, m, g, a)| HostLayer {
+            path,
+            weights: w,
+            mask: m,
+            dense_grad: Some(g),
+            average: Some(a),
+            target_active: m.iter().filter(|&&b| b).count() / 2,
+        })
+        .collect();
+    let on_cpu = UpdateInput::from_host(&layers, &cpu);
+    let on_gpu = UpdateInput::from_host(&layers, &gpu);
+    for method in Method::ALL {
+        let Some(updater) = method.updater() else {
+            continue;
+        };
+        for (drop_fraction, allow_regrow) in [(0.3, true), (0.5, false), (0.0, true)] {
+            let ctx = UpdateContext {
+                step: 40,
+                drop_fraction,
+                seed: 11,
+                allow_regrow,
+                begin_step: 0,
+                end_step: 100,
+            };
+            let expect = updater.update(&ctx, &on_cpu).unwrap().to_host();
+            let got = updater.update(&ctx, &on_gpu).unwrap().to_host();
+            assert!(
+                got == expect,
+                "{method} (drop {drop_fraction}, regrow {allow_regrow}) differs on wgpu"
+            );
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    fc3: Linear,
+}
+
+impl Mlp {
+    fn new(device: &Device) -> Self {
+        Self {
+            fc1: LinearConfig::new(64, 48).init(device),
+            fc2: LinearConfig::new(48, 32).init(device),
+            fc3: LinearConfig::new(32, 10).init(device),
+        }
+    }
+
+    fn grads(&self, index: u32, device: &Device) -> GradientsParams {
+        let g = Philox::new(5);
+        let x: Vec<f32> = (0..16 * 64).map(|i| g.uniform(1, index, i) - 0.5).collect();
+        let y: Vec<i64> = (0..16).map(|i| (g.u32(2, index, i) % 10) as i64).collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x, [16, 64]), device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(y, [16]), device);
+        let h = relu(self.fc2.forward(relu(self.fc1.forward(x))));
+        let loss = CrossEntropyLossConfig::new()
+            .init(device)
+            .forward(self.fc3.forward(h), y);
+        GradientsParams::from_grads(loss.backward(), self)
+    }
+}
+
+fn masks(model: &Mlp) -> Vec<Vec<bool>> {
+    model
+        .sparse_layers()
+        .into_iter()
+        .map(|l| bools_to_host(l.mask.unwrap()))
+        .collect()
+}
+
+#[test]
+fn initial_masks_on_wgpu_equal_the_cpu() {
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    let model = Mlp::new(&cpu);
+    for init in [MaskInit::Random, MaskInit::Magnitude] {
+        let config = SparsityConfig::erk(0.8).with_init(init);
+        let expect = masks(&model.sparsify(&config).unwrap());
+        let got = masks(&model.clone().to_device(&gpu).sparsify(&config).unwrap());
+        assert_eq!(got, expect, "{init:?} initial masks differ on wgpu");
+    }
+}
+
+#[test]
+fn sparse_training_on_wgpu_keeps_its_invariants() {
+    let device = wgpu().autodiff();
+    for method in [Method::Rigl, Method::Set, Method::Snfs, Method::Prune] {
+        let dst = DstConfig::new(method)
+            .with_frequency(2)
+            .with_end_step(8)
+            .with_drop_fraction(0.3);
+        let (mut model, mut trainer) =
+            SparseTrainer::init(Mlp::new(&device), &SparsityConfig::erk(0.8), dst).unwrap();
+        let plan: Vec<usize> = trainer
+            .plan()
+            .unwrap()
+            .layers
+            .iter()
+            .filter(|l| l.masked)
+            .map(|l| l.n_active)
+            .collect();
+        let mut optim = SgdConfig::new()
+            .with_momentum(Some(MomentumConfig::new()))
+            .init();
+        let mut updates = 0;
+        for i in 0..12 {
+            let grads = model.grads(i, &device);
+            let out = trainer.step(model, &mut optim, 0.1, grads).unwrap();
+            model = out.model;
+            if let Some(stats) = &out.update {
+                updates += 1;
+                for (l, &target) in stats.layers.iter().zip(&plan) {
+                    if method != Method::Prune {
+                        assert_eq!(l.active, target, "{method}: {} at step {i}", l.path);
+                    }
+                }
+            }
+            let nnz: Vec<usize> = masks(&model)
+                .iter()
+                .map(|m| m.iter().filter(|&&b| b).count())
+                .collect();
+            if method != Method::Prune {
+                assert_eq!(nnz, plan, "{method}: nnz at step {i}");
+            }
+        }
+        assert!(updates >= 4, "{method}: {updates} updates");
+        if method == Method::Prune {
+            let nnz: Vec<usize> = masks(&model)
+                .iter()
+                .map(|m| m.iter().filter(|&&b| b).count())
+                .collect();
+            assert_eq!(nnz, plan, "pruning ends at the plan");
+        }
+    }
+}
