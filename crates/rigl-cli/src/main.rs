@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
 
+mod bench;
 mod count;
 mod eval;
 mod plot;
@@ -30,6 +31,9 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Evaluate a trained run: test accuracy, per-layer sparsity, FLOPs.
     Eval(eval::EvalArgs),
+    /// Time the mask-update hot path on a device: segmented top-k selection and a whole RigL
+    /// mask decision on the ResNet-50 layers.
+    Bench(bench::BenchArgs),
 }
 
 /// Everything a subcommand can fail with.
@@ -86,6 +90,7 @@ where
         Command::Count(args) => count::run(&args, out),
         Command::Train(args) => train::run(&args, out),
         Command::Eval(args) => eval::run(&args, out),
+        Command::Bench(args) => bench::run(&args, out),
     }
 }
 
