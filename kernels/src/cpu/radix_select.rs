@@ -2,16 +2,17 @@
 //!
 //! Per segment, in two passes over the scores:
 //!
-//! 1. a histogram of the top 16 bits of every eligible non-NaN key (parallel over chunks), which
-//!    also counts NaN and eligible positions; a scan from the highest bin down finds the bin
-//!    `b` that holds the `k`-th largest key;
-//! 2. every key whose top 16 bits exceed `b` is selected, and the keys in bin `b` are collected
+//! 1. a histogram of the top 16 bits (12 bits below 2^18 positions, so that the bins stay in
+//!    cache) of every eligible non-NaN key (parallel over chunks), which also counts NaN and
+//!    eligible positions; a scan from the highest bin down finds the bin `b` that holds the
+//!    `k`-th largest key;
+//! 2. every key whose top bits exceed `b` is selected, and the keys in bin `b` are collected
 //!    as packed `(!key, index)` words, of which a linear-time `select_nth_unstable` takes the
 //!    ones still missing, ties to the lower index.
 //!
 //! Segments whose layout is disjoint are processed in parallel; large segments are also split
-//! into chunks. Small segments go straight to the packed selection of the reference. The
-//! result equals [`crate::cpu_reference::top_k_mask`] bit for bit.
+//! into chunks. Segments under 4,096 positions go straight to the packed selection of the
+//! reference. The result equals [`crate::cpu_reference::top_k_mask`] bit for bit.
 
 use crate::cpu_reference::keys::f32_key;
 use crate::cpu_reference::philox::Philox;
@@ -20,13 +21,18 @@ use crate::cpu_reference::top_k_mask::{Segment, SegmentedSelection, SelectError}
 use rayon::prelude::*;
 
 /// Segments shorter than this use the packed selection directly.
-const SMALL_SEGMENT: usize = 1 << 18;
+const SMALL_SEGMENT: usize = 1 << 12;
+/// Segments shorter than this histogram a 12-bit digit (4,096 bins, cache-resident); longer
+/// ones a 16-bit digit.
+const MEDIUM_SEGMENT: usize = 1 << 18;
 /// Elements per parallel task when generating keys.
 const CHUNK: usize = 1 << 17;
 /// The fewest elements worth a parallel task of the radix passes.
 const MIN_CHUNK: usize = 1 << 16;
-/// Bins of the first (and only) radix digit: the top 16 bits of a key.
-const BINS: usize = 1 << 16;
+/// Bits of the radix digit (the top bits of a key) for a segment of `len` positions.
+fn digit_bits(len: usize) -> u32 {
+    if len < MEDIUM_SEGMENT { 12 } else { 16 }
+}
 
 /// Where the keys of a segment come from.
 trait KeySource: Sync {
@@ -129,16 +135,20 @@ fn select_segment<S: KeySource>(
     let tasks = (rayon::current_num_threads() * 2).clamp(1, len.div_ceil(MIN_CHUNK));
     let chunk = len.div_ceil(tasks);
 
-    // Pass 1: histogram of the top 16 bits, NaN count.
+    let bits = digit_bits(len);
+    let bins = 1usize << bits;
+    let shift = 32 - bits;
+
+    // Pass 1: histogram of the top `bits` bits, NaN count.
     let partial: Vec<(Vec<u32>, usize)> = (0..tasks)
         .into_par_iter()
         .map(|t| {
             let lo = t * chunk;
             let hi = (lo + chunk).min(len);
-            let mut hist = vec![0u32; BINS];
+            let mut hist = vec![0u32; bins];
             let mut nan = 0usize;
             let mut add = |local: usize| match source.key(offset + local, local) {
-                Some(key) => hist[(key >> 16) as usize] += 1,
+                Some(key) => hist[(key >> shift) as usize] += 1,
                 None => nan += 1,
             };
             match eligible {
@@ -149,7 +159,7 @@ fn select_segment<S: KeySource>(
         })
         .collect();
     let mut parts = partial.into_iter();
-    let (mut hist, mut nan) = parts.next().unwrap_or_else(|| (vec![0u32; BINS], 0));
+    let (mut hist, mut nan) = parts.next().unwrap_or_else(|| (vec![0u32; bins], 0));
     for (h, n) in parts {
         for (x, y) in hist.iter_mut().zip(&h) {
             *x += *y;
@@ -165,7 +175,7 @@ fn select_segment<S: KeySource>(
     // The bin holding the k-th largest key, and how many keys lie above it.
     let mut above = 0usize;
     let mut bin = 0usize;
-    for b in (0..BINS).rev() {
+    for b in (0..bins).rev() {
         let h = hist[b] as usize;
         if above + h >= k {
             bin = b;
@@ -186,7 +196,7 @@ fn select_segment<S: KeySource>(
             let mut visit = |j: usize, o: &mut bool| {
                 let local = lo + j;
                 if let Some(key) = source.key(offset + local, local) {
-                    let top = key >> 16;
+                    let top = key >> shift;
                     // Branch-free: about a third of the flags are set, in random order.
                     *o |= top > bin;
                     if top == bin {
