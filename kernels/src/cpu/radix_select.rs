@@ -36,6 +36,10 @@ fn digit_bits(len: usize) -> u32 {
 
 /// Where the keys of a segment come from.
 trait KeySource: Sync {
+    /// Whether a key costs about as much as reading it: then ineligible positions are computed
+    /// and weighted by zero (branch-free, for random eligibility masks) instead of skipped.
+    const CHEAP: bool;
+
     /// The key at flat position `i` (local index `local` in its segment), or `None` for NaN.
     fn key(&self, i: usize, local: usize) -> Option<u32>;
 }
@@ -43,6 +47,8 @@ trait KeySource: Sync {
 struct F32Keys<'a>(&'a [f32]);
 
 impl KeySource for F32Keys<'_> {
+    const CHEAP: bool = true;
+
     #[inline(always)]
     fn key(&self, i: usize, _local: usize) -> Option<u32> {
         f32_key(self.0[i])
@@ -52,6 +58,8 @@ impl KeySource for F32Keys<'_> {
 struct U32Keys<'a>(&'a [u32]);
 
 impl KeySource for U32Keys<'_> {
+    const CHEAP: bool = true;
+
     #[inline(always)]
     fn key(&self, i: usize, _local: usize) -> Option<u32> {
         Some(self.0[i])
@@ -65,6 +73,8 @@ struct PhiloxKeys {
 }
 
 impl KeySource for PhiloxKeys {
+    const CHEAP: bool = false;
+
     #[inline(always)]
     fn key(&self, _i: usize, local: usize) -> Option<u32> {
         Some(self.generator.u32(self.stream, self.step, local as u64))
@@ -153,6 +163,15 @@ fn select_segment<S: KeySource>(
             };
             match eligible {
                 None => (lo..hi).for_each(&mut add),
+                Some(e) if S::CHEAP => {
+                    for local in lo..hi {
+                        let w = e[offset + local] as u32;
+                        match source.key(offset + local, local) {
+                            Some(key) => hist[(key >> shift) as usize] += w,
+                            None => nan += w as usize,
+                        }
+                    }
+                }
                 Some(e) => (lo..hi).filter(|&l| e[offset + l]).for_each(&mut add),
             }
             (hist, nan)
@@ -206,6 +225,19 @@ fn select_segment<S: KeySource>(
             };
             match eligible {
                 None => part.iter_mut().enumerate().for_each(|(j, o)| visit(j, o)),
+                Some(e) if S::CHEAP => {
+                    for (j, o) in part.iter_mut().enumerate() {
+                        let local = lo + j;
+                        let el = e[offset + local];
+                        if let Some(key) = source.key(offset + local, local) {
+                            let top = key >> shift;
+                            *o |= el & (top > bin);
+                            if el & (top == bin) {
+                                cand.push(pack(key, local));
+                            }
+                        }
+                    }
+                }
                 Some(e) => part
                     .iter_mut()
                     .enumerate()
