@@ -34,19 +34,21 @@ fn select_specs(
 /// already validated.
 #[burn::backend::backend_extension(Cube: cfg(feature = "cube"), Flex, Fusion: cfg(feature = "cube"))]
 pub trait SelectBackend: burn::backend::Backend {
-    /// Segmented top-k over `f32` scores: the mask (`bool_dtype`) and `[nan, available]` per
-    /// segment (`u32`).
-    #[fusion(meta = |scores, segments, bool_dtype| select_specs(scores.shape.num_elements(), segments.len(), *bool_dtype))]
+    /// Segmented top-k over `f32` scores (over `|score|` when `magnitude`): the mask
+    /// (`bool_dtype`) and `[nan, available]` per segment (`u32`).
+    #[fusion(meta = |scores, _magnitude, segments, bool_dtype| select_specs(scores.shape.num_elements(), segments.len(), *bool_dtype))]
     fn segmented_top_k(
         scores: FloatTensor<Self>,
+        magnitude: bool,
         segments: Vec<Segment>,
         bool_dtype: BoolDType,
     ) -> (BoolTensor<Self>, IntTensor<Self>);
 
     /// [`SelectBackend::segmented_top_k`] among eligible positions only.
-    #[fusion(meta = |scores, _eligible, segments, bool_dtype| select_specs(scores.shape.num_elements(), segments.len(), *bool_dtype))]
+    #[fusion(meta = |scores, _magnitude, _eligible, segments, bool_dtype| select_specs(scores.shape.num_elements(), segments.len(), *bool_dtype))]
     fn segmented_top_k_eligible(
         scores: FloatTensor<Self>,
+        magnitude: bool,
         eligible: BoolTensor<Self>,
         segments: Vec<Segment>,
         bool_dtype: BoolDType,
@@ -109,6 +111,45 @@ mod flex {
             .expect("bool data")
     }
 
+    /// Run `f` on the scores as a host slice: borrowed when the tensor is contiguous `f32`,
+    /// shared or not (`into_data` of a shared tensor copies through bytes, about 6 ns per
+    /// element), copied otherwise.
+    fn with_f32<R>(t: FloatTensor<Flex>, f: impl FnOnce(&[f32]) -> R) -> R {
+        match t.as_slice::<f32>() {
+            Some(s) => f(s),
+            None => f(&host_f32(t)),
+        }
+    }
+
+    /// The flags of a Bool tensor, read from its bytes when it is contiguous.
+    fn bools(t: BoolTensor<Flex>) -> Vec<bool> {
+        let bytes = matches!(
+            t.dtype(),
+            DType::Bool(burn::tensor::BoolStore::Native | burn::tensor::BoolStore::U8)
+        );
+        match t.layout().contiguous_offsets() {
+            Some((start, end)) if bytes => t.storage::<u8>()[start..end]
+                .iter()
+                .map(|&b| b != 0)
+                .collect(),
+            _ => host_bool(t),
+        }
+    }
+
+    fn counts_f32(
+        scores: &[f32],
+        magnitude: bool,
+        eligible: Option<&[bool]>,
+        segments: &[Segment],
+    ) -> (Vec<bool>, Vec<SegmentCounts>) {
+        let result = if magnitude {
+            cpu::segmented_top_k_counts_abs(scores, eligible, segments)
+        } else {
+            cpu::segmented_top_k_counts(scores, eligible, segments)
+        };
+        result.expect("layout validated by the caller")
+    }
+
     fn outputs(
         mask: Vec<bool>,
         counts: &[SegmentCounts],
@@ -131,27 +172,27 @@ mod flex {
     impl SelectBackend for Flex {
         fn segmented_top_k(
             scores: FloatTensor<Self>,
+            magnitude: bool,
             segments: Vec<Segment>,
             bool_dtype: BoolDType,
         ) -> (BoolTensor<Self>, IntTensor<Self>) {
             let device = scores.device();
-            let scores = host_f32(scores);
-            let (mask, counts) = cpu::segmented_top_k_counts(&scores, None, &segments)
-                .expect("layout validated by the caller");
+            let (mask, counts) = with_f32(scores, |s| counts_f32(s, magnitude, None, &segments));
             outputs(mask, &counts, bool_dtype, &device)
         }
 
         fn segmented_top_k_eligible(
             scores: FloatTensor<Self>,
+            magnitude: bool,
             eligible: BoolTensor<Self>,
             segments: Vec<Segment>,
             bool_dtype: BoolDType,
         ) -> (BoolTensor<Self>, IntTensor<Self>) {
             let device = scores.device();
-            let scores = host_f32(scores);
-            let eligible = host_bool(eligible);
-            let (mask, counts) = cpu::segmented_top_k_counts(&scores, Some(&eligible), &segments)
-                .expect("layout validated by the caller");
+            let eligible = bools(eligible);
+            let (mask, counts) = with_f32(scores, |s| {
+                counts_f32(s, magnitude, Some(&eligible), &segments)
+            });
             outputs(mask, &counts, bool_dtype, &device)
         }
 
@@ -178,7 +219,7 @@ mod flex {
             bool_dtype: BoolDType,
         ) -> (BoolTensor<Self>, IntTensor<Self>) {
             let device = eligible.device();
-            let eligible = host_bool(eligible);
+            let eligible = bools(eligible);
             let (mask, counts) = cpu::segmented_random_top_k_counts(
                 seed,
                 step,
@@ -239,6 +280,14 @@ mod cube {
         )
     }
 
+    fn float_keys(scores: CubeTensor, magnitude: bool) -> Keys {
+        if magnitude {
+            Keys::F32Abs(scores)
+        } else {
+            Keys::F32(scores)
+        }
+    }
+
     fn random(
         like: &CubeTensor,
         len: usize,
@@ -256,11 +305,12 @@ mod cube {
     impl SelectBackend for CubeBackend {
         fn segmented_top_k(
             scores: FloatTensor<Self>,
+            magnitude: bool,
             segments: Vec<Segment>,
             bool_dtype: BoolDType,
         ) -> (BoolTensor<Self>, IntTensor<Self>) {
             launch::segmented_select(
-                Keys::F32(scores),
+                float_keys(scores, magnitude),
                 None,
                 &spans(&segments),
                 DType::Bool(bool_dtype),
@@ -269,12 +319,13 @@ mod cube {
 
         fn segmented_top_k_eligible(
             scores: FloatTensor<Self>,
+            magnitude: bool,
             eligible: BoolTensor<Self>,
             segments: Vec<Segment>,
             bool_dtype: BoolDType,
         ) -> (BoolTensor<Self>, IntTensor<Self>) {
             launch::segmented_select(
-                Keys::F32(scores),
+                float_keys(scores, magnitude),
                 Some(eligible),
                 &spans(&segments),
                 DType::Bool(bool_dtype),

@@ -31,6 +31,8 @@ pub(crate) enum Keys {
     F32(CubeTensor),
     /// `u32` keys.
     U32(CubeTensor),
+    /// `f32` scores compared by magnitude (`|x|`), read through their bits.
+    F32Abs(CubeTensor),
 }
 
 /// A grid of at least `cubes` cubes (the kernels skip cubes past their work).
@@ -118,9 +120,10 @@ pub(crate) fn segmented_select(
     segments: &[Span],
     bool_dtype: DType,
 ) -> (CubeTensor, CubeTensor) {
-    let (keys, float_keys) = match keys {
-        Keys::F32(t) => (into_contiguous(t), true),
-        Keys::U32(t) => (into_contiguous(t), false),
+    let (keys, key_kind) = match keys {
+        Keys::F32(t) => (into_contiguous(t), components::keys::KEYS_F32),
+        Keys::U32(t) => (into_contiguous(t), components::keys::KEYS_U32),
+        Keys::F32Abs(t) => (into_contiguous(t), components::keys::KEYS_F32_ABS),
     };
     let total = keys.meta.shape().num_elements();
     let eligible = eligible.map(into_contiguous);
@@ -178,7 +181,7 @@ pub(crate) fn segmented_select(
                     shift,
                     idx_max,
                     first,
-                    float_keys,
+                    key_kind,
                     has_eligible,
                     eligible_dtype,
                 );
@@ -221,7 +224,7 @@ pub(crate) fn segmented_select(
             mask.clone().into_buffer_arg(),
             idx_max,
             u32::from(write_zeros),
-            float_keys,
+            key_kind,
             has_eligible,
             [eligible_dtype, mask_dtype],
         );

@@ -51,5 +51,6 @@ pub use cpu_reference::top_k_mask::{
     top_k_mask_f32, top_k_mask_u32,
 };
 pub use select::{
-    MAX_POSITIONS, Selection, philox_u32, random_top_k_mask, segmented_top_k_mask, top_k_mask,
+    MAX_POSITIONS, Selection, philox_u32, random_top_k_mask, segmented_top_k_mask,
+    segmented_top_k_mask_abs, top_k_mask, top_k_mask_abs,
 };

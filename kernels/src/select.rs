@@ -102,6 +102,29 @@ pub fn segmented_top_k_mask(
     eligible: Option<Tensor<1, Bool>>,
     segments: &[Segment],
 ) -> Result<Selection, SelectError> {
+    select_f32(scores, false, eligible, segments)
+}
+
+/// [`segmented_top_k_mask`] by magnitude: selects the largest `|score|`, the same result as
+/// `segmented_top_k_mask(scores.abs(), ..)` without the pass that computes `abs` (the kernels
+/// clear the sign bit when they read a score). `-0.0` and `+0.0` tie; NaN is never selected.
+///
+/// # Errors
+/// As [`segmented_top_k_mask`].
+pub fn segmented_top_k_mask_abs(
+    scores: Tensor<1>,
+    eligible: Option<Tensor<1, Bool>>,
+    segments: &[Segment],
+) -> Result<Selection, SelectError> {
+    select_f32(scores, true, eligible, segments)
+}
+
+fn select_f32(
+    scores: Tensor<1>,
+    magnitude: bool,
+    eligible: Option<Tensor<1, Bool>>,
+    segments: &[Segment],
+) -> Result<Selection, SelectError> {
     let total = scores.dims()[0];
     check_layout(
         segments.iter().map(|s| (s.offset, s.len)),
@@ -124,11 +147,15 @@ pub fn segmented_top_k_mask(
     let bool_dtype = scores.device().settings().bool_dtype;
     let segs = segments.to_vec();
     let (mask, counts) = match eligible {
-        None => {
-            <Dispatch as SelectBackend>::segmented_top_k(scores.into_dispatch(), segs, bool_dtype)
-        }
+        None => <Dispatch as SelectBackend>::segmented_top_k(
+            scores.into_dispatch(),
+            magnitude,
+            segs,
+            bool_dtype,
+        ),
         Some(e) => <Dispatch as SelectBackend>::segmented_top_k_eligible(
             scores.into_dispatch(),
+            magnitude,
             e.without_autodiff().into_dispatch(),
             segs,
             bool_dtype,
@@ -156,6 +183,20 @@ pub fn top_k_mask(
 ) -> Result<Selection, SelectError> {
     let len = scores.dims()[0];
     segmented_top_k_mask(scores, eligible, &[Segment { offset: 0, len, k }])
+}
+
+/// Top-k by magnitude of one segment spanning all of `scores` (see
+/// [`segmented_top_k_mask_abs`]).
+///
+/// # Errors
+/// As [`segmented_top_k_mask`].
+pub fn top_k_mask_abs(
+    scores: Tensor<1>,
+    eligible: Option<Tensor<1, Bool>>,
+    k: usize,
+) -> Result<Selection, SelectError> {
+    let len = scores.dims()[0];
+    segmented_top_k_mask_abs(scores, eligible, &[Segment { offset: 0, len, k }])
 }
 
 fn check_random(

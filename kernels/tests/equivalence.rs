@@ -55,6 +55,37 @@ fn check_device(problems: &[Problem], device: &Device) {
     }
 }
 
+/// Selection by magnitude equals the reference on `|scores|`: the fast CPU path and the tensor
+/// API on `device`.
+fn check_abs(problems: &[Problem], device: &Device) {
+    for p in problems {
+        let abs: Vec<f32> = p.scores.iter().map(|s| s.abs()).collect();
+        let expect = reference(&abs, p.eligible.as_deref(), &p.segments).unwrap();
+        let (fast, counts) =
+            cpu::segmented_top_k_counts_abs(&p.scores, p.eligible.as_deref(), &p.segments).unwrap();
+        assert!(
+            fast == expect.mask,
+            "fast CPU path by magnitude differs on {}",
+            p.name
+        );
+        let nan: Vec<usize> = counts.iter().map(|c| c.nan).collect();
+        assert_eq!(nan, expect.nan_counts, "{}", p.name);
+        let n = p.len();
+        let scores = Tensor::<1>::from_data(TensorData::new(p.scores.clone(), [n]), device);
+        let eligible = p
+            .eligible
+            .as_ref()
+            .map(|e| Tensor::<1, Bool>::from_data(TensorData::new(e.clone(), [n]), device));
+        let got = rigl_kernels::segmented_top_k_mask_abs(scores, eligible, &p.segments).unwrap();
+        assert_eq!(got.nan_counts, expect.nan_counts, "{}", p.name);
+        assert!(
+            bools(got.mask) == expect.mask,
+            "{} by magnitude differs from the reference on {device:?}",
+            p.name
+        );
+    }
+}
+
 fn random_segments(p: &Problem) -> Vec<RandomSegment> {
     p.segments
         .iter()
@@ -132,6 +163,7 @@ fn fast_cpu_path_equals_reference() {
 fn cpu_backend_equals_reference() {
     let device = Device::flex();
     check_device(&catalogue(4_097), &device);
+    check_abs(&catalogue(100_000), &device);
     check_random(&catalogue(4_097), &device);
     check_errors(&device);
 }
@@ -170,6 +202,7 @@ mod wgpu {
         let problems = catalogue(100_000);
         eprintln!("{} problems", problems.len());
         check_device(&problems, &device);
+        check_abs(&problems, &device);
         check_random(&catalogue(4_097), &device);
         check_errors(&device);
     }

@@ -2,7 +2,7 @@
 
 use crate::error::{Result, SparsityError};
 use burn::tensor::{Bool, Device, Tensor};
-use rigl_kernels::{RandomSegment, random_top_k_mask, stream_id, top_k_mask};
+use rigl_kernels::{RandomSegment, random_top_k_mask, stream_id, top_k_mask_abs};
 
 /// A mask of `n` entries with exactly `n_active` set, placed uniformly at random by the
 /// counter-based generator keyed by `(seed, path, step)`, on `device`.
@@ -41,7 +41,7 @@ pub fn random_mask(
 /// # Errors
 /// [`SparsityError::Select`] when fewer than `n_active` weights are not NaN.
 pub fn magnitude_mask(path: &str, weights: Tensor<1>, n_active: usize) -> Result<Tensor<1, Bool>> {
-    top_k_mask(weights.abs(), None, n_active)
+    top_k_mask_abs(weights, None, n_active)
         .map(|s| s.mask)
         .map_err(|source| SparsityError::Select {
             path: path.to_string(),

@@ -24,7 +24,7 @@ pub fn digit_histogram<E: Numeric>(
     shift: u32,
     idx_max: u32,
     first: u32,
-    #[comptime] float_keys: bool,
+    #[comptime] key_kind: u32,
     #[comptime] has_eligible: bool,
     #[define(E)] _eligible_dtype: ElemType,
 ) {
@@ -60,9 +60,9 @@ pub fn digit_histogram<E: Numeric>(
         for t in 0..TILES {
             let i = start + t * CUBE_SIZE as usize + unit;
             if i < end {
-                let class = classify::<E>(input, eligible, i, float_keys, has_eligible);
+                let class = classify::<E>(input, eligible, i, key_kind, has_eligible);
                 if class == 2u32 {
-                    let key = key_at(input, i, float_keys);
+                    let key = key_at(input, i, key_kind);
                     let d = idx_max - (i - base) as u32;
                     if (key & mask_hi) == prefix_hi && (d & mask_lo) == prefix_lo {
                         let mut w = key;

@@ -18,6 +18,13 @@ pub fn f32_bits_key(bits: u32) -> u32 {
     key
 }
 
+/// How input words become keys: `u32` keys as they are.
+pub const KEYS_U32: u32 = 0;
+/// `f32` scores, through their order-preserving keys.
+pub const KEYS_F32: u32 = 1;
+/// `f32` scores by magnitude: the key of `|x|` (the sign bit cleared).
+pub const KEYS_F32_ABS: u32 = 2;
+
 /// Classify the input word at `i`: 0 when ineligible, 1 when NaN, 2 when it has a key.
 // The outer conditions are resolved when the kernel is expanded; they stay separate.
 #[allow(clippy::collapsible_if)]
@@ -26,7 +33,7 @@ pub fn classify<E: Numeric>(
     input: &[u32],
     eligible: &[E],
     i: usize,
-    #[comptime] float_keys: bool,
+    #[comptime] key_kind: u32,
     #[comptime] has_eligible: bool,
 ) -> u32 {
     let mut class = 2u32;
@@ -35,7 +42,7 @@ pub fn classify<E: Numeric>(
             class = 0u32;
         }
     }
-    if comptime!(float_keys) {
+    if comptime!(key_kind != KEYS_U32) {
         if class == 2u32 && is_nan_bits(input[i]) {
             class = 1u32;
         }
@@ -45,9 +52,12 @@ pub fn classify<E: Numeric>(
 
 /// The key of the input word at `i` (meaningful when [`classify`] returned 2).
 #[cube]
-pub fn key_at(input: &[u32], i: usize, #[comptime] float_keys: bool) -> u32 {
+pub fn key_at(input: &[u32], i: usize, #[comptime] key_kind: u32) -> u32 {
     let mut key = input[i];
-    if comptime!(float_keys) {
+    if comptime!(key_kind == KEYS_F32_ABS) {
+        key &= 0x7FFF_FFFFu32;
+    }
+    if comptime!(key_kind != KEYS_U32) {
         key = f32_bits_key(key);
     }
     key

@@ -18,7 +18,7 @@ pub fn select_mask<E: Numeric, O: Numeric>(
     output: &mut [O],
     idx_max: u32,
     write_zeros: u32,
-    #[comptime] float_keys: bool,
+    #[comptime] key_kind: u32,
     #[comptime] has_eligible: bool,
     #[define(E, O)] _dtypes: [ElemType; 2],
 ) {
@@ -40,9 +40,9 @@ pub fn select_mask<E: Numeric, O: Numeric>(
             if i < end {
                 let mut selected = false;
                 if mode == 1u32 {
-                    let class = classify::<E>(input, eligible, i, float_keys, has_eligible);
+                    let class = classify::<E>(input, eligible, i, key_kind, has_eligible);
                     if class == 2u32 {
-                        let key = key_at(input, i, float_keys) & mask_hi;
+                        let key = key_at(input, i, key_kind) & mask_hi;
                         if key > prefix_hi {
                             selected = true;
                         } else if key == prefix_hi {

@@ -4,6 +4,6 @@ pub mod radix_select;
 
 pub use radix_select::{
     SegmentCounts, philox_u32, segmented_random_top_k_counts, segmented_random_top_k_mask,
-    segmented_top_k_counts, segmented_top_k_counts_u32, segmented_top_k_mask,
-    segmented_top_k_mask_u32,
+    segmented_top_k_counts, segmented_top_k_counts_abs, segmented_top_k_counts_u32,
+    segmented_top_k_mask, segmented_top_k_mask_u32,
 };

@@ -55,6 +55,18 @@ impl KeySource for F32Keys<'_> {
     }
 }
 
+/// `f32` scores compared by magnitude: the key of `|x|`.
+struct AbsF32Keys<'a>(&'a [f32]);
+
+impl KeySource for AbsF32Keys<'_> {
+    const CHEAP: bool = true;
+
+    #[inline(always)]
+    fn key(&self, i: usize, _local: usize) -> Option<u32> {
+        f32_key(self.0[i].abs())
+    }
+}
+
 struct U32Keys<'a>(&'a [u32]);
 
 impl KeySource for U32Keys<'_> {
@@ -332,14 +344,35 @@ pub fn segmented_top_k_counts(
     eligible: Option<&[bool]>,
     segments: &[Segment],
 ) -> Result<(Vec<bool>, Vec<SegmentCounts>), SelectError> {
-    check_eligible(eligible, scores.len())?;
+    segmented_counts(&F32Keys(scores), scores.len(), eligible, segments)
+}
+
+/// [`segmented_top_k_counts`] by magnitude: selects the largest `|score|`, as if the scores
+/// were `scores.map(f32::abs)`, without that copy.
+///
+/// # Errors
+/// [`SelectError`] for a malformed layout.
+pub fn segmented_top_k_counts_abs(
+    scores: &[f32],
+    eligible: Option<&[bool]>,
+    segments: &[Segment],
+) -> Result<(Vec<bool>, Vec<SegmentCounts>), SelectError> {
+    segmented_counts(&AbsF32Keys(scores), scores.len(), eligible, segments)
+}
+
+fn segmented_counts<S: KeySource>(
+    source: &S,
+    len: usize,
+    eligible: Option<&[bool]>,
+    segments: &[Segment],
+) -> Result<(Vec<bool>, Vec<SegmentCounts>), SelectError> {
+    check_eligible(eligible, len)?;
     let spans: Vec<(usize, usize)> = segments.iter().map(|s| (s.offset, s.len)).collect();
-    check_bounds(&spans, scores.len())?;
-    let mut mask = vec![false; scores.len()];
-    let source = F32Keys(scores);
+    check_bounds(&spans, len)?;
+    let mut mask = vec![false; len];
     let counts = for_each_segment(&spans, &mut mask, |si, out| {
         let s = &segments[si];
-        select_segment(&source, eligible, s.offset, s.k, out)
+        select_segment(source, eligible, s.offset, s.k, out)
     });
     Ok((mask, counts))
 }

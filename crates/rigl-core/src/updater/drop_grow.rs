@@ -18,16 +18,18 @@
 use super::{UpdateDecision, UpdateInput};
 use crate::error::Result;
 use burn::tensor::Tensor;
-use rigl_kernels::{random_top_k_mask, segmented_top_k_mask};
+use rigl_kernels::{random_top_k_mask, segmented_top_k_mask, segmented_top_k_mask_abs};
 
 /// Scores by which positions are grown.
 // Built once per update and moved, never copied: the size difference does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum GrowScores {
-    /// One score per position of the input's buffers; larger is better (|gradient|,
-    /// |momentum|).
+    /// One score per position of the input's buffers; larger is better.
     Float(Tensor<1>),
+    /// One value per position; larger magnitude is better (RigL's gradient, SNFS's moving
+    /// average). Selected without computing `|x|` first.
+    Magnitude(Tensor<1>),
     /// The counter-based generator at `(seed, stream of the layer's path, step, index)`;
     /// larger samples win.
     Random {
@@ -59,7 +61,7 @@ pub fn drop_and_grow(
 ) -> Result<UpdateDecision> {
     let prune = |n_active: usize| n_prune(n_active, drop_fraction);
     let keep = input.segments(|l| l.n_active - prune(l.n_active));
-    let mask1 = segmented_top_k_mask(input.weights.clone().abs(), Some(input.mask.clone()), &keep)
+    let mask1 = segmented_top_k_mask_abs(input.weights.clone(), Some(input.mask.clone()), &keep)
         .map_err(|e| input.select_error(e))?
         .mask;
     let not_kept = mask1.clone().bool_not();
@@ -72,6 +74,12 @@ pub fn drop_and_grow(
         GrowScores::Float(scores) => {
             let segments = input.segments(|l| prune(l.n_active));
             segmented_top_k_mask(scores, Some(eligible), &segments)
+                .map_err(|e| input.select_error(e))?
+                .mask
+        }
+        GrowScores::Magnitude(values) => {
+            let segments = input.segments(|l| prune(l.n_active));
+            segmented_top_k_mask_abs(values, Some(eligible), &segments)
                 .map_err(|e| input.select_error(e))?
                 .mask
         }

@@ -7,7 +7,7 @@ use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::distribution::n_ones;
 use crate::error::Result;
 use crate::schedule::gradual_sparsity;
-use rigl_kernels::segmented_top_k_mask;
+use rigl_kernels::segmented_top_k_mask_abs;
 
 /// Prunes by magnitude on the cubic schedule.
 pub struct GradualPruning;
@@ -34,13 +34,10 @@ impl MaskUpdater for GradualPruning {
     fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
         let segments =
             input.segments(|l| Self::active_at(l.len, l.target_active, ctx).min(l.n_active));
-        let mask = segmented_top_k_mask(
-            input.weights.clone().abs(),
-            Some(input.mask.clone()),
-            &segments,
-        )
-        .map_err(|e| input.select_error(e))?
-        .mask;
+        let mask =
+            segmented_top_k_mask_abs(input.weights.clone(), Some(input.mask.clone()), &segments)
+                .map_err(|e| input.select_error(e))?
+                .mask;
         Ok(UpdateDecision {
             reset: input.nothing(),
             mask,

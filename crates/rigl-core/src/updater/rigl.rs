@@ -27,11 +27,11 @@ impl MaskUpdater for Rigl {
     }
 
     fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
-        let scores = input.require_dense_grad()?.abs();
+        let grad = input.require_dense_grad()?;
         drop_and_grow(
             input,
             ctx.drop_fraction,
-            GrowScores::Float(scores),
+            GrowScores::Magnitude(grad),
             ctx.allow_regrow,
         )
     }

@@ -20,11 +20,11 @@ impl MaskUpdater for Snfs {
     }
 
     fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
-        let scores = input.require_average()?.abs();
+        let average = input.require_average()?;
         drop_and_grow(
             input,
             ctx.drop_fraction,
-            GrowScores::Float(scores),
+            GrowScores::Magnitude(average),
             ctx.allow_regrow,
         )
     }

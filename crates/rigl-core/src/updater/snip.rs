@@ -5,7 +5,7 @@
 
 use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::Result;
-use rigl_kernels::segmented_top_k_mask;
+use rigl_kernels::segmented_top_k_mask_abs;
 
 /// One-shot pruning at initialisation by connection sensitivity.
 pub struct Snip;
@@ -28,9 +28,9 @@ impl MaskUpdater for Snip {
     }
 
     fn update(&self, _ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
-        let scores = (input.require_dense_grad()? * input.weights.clone()).abs();
+        let sensitivity = input.require_dense_grad()? * input.weights.clone();
         let segments = input.segments(|l| l.target_active);
-        let mask = segmented_top_k_mask(scores, None, &segments)
+        let mask = segmented_top_k_mask_abs(sensitivity, None, &segments)
             .map_err(|e| input.select_error(e))?
             .mask;
         Ok(UpdateDecision {

@@ -5,7 +5,7 @@
 use super::drop_grow::n_prune;
 use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::Result;
-use rigl_kernels::segmented_top_k_mask;
+use rigl_kernels::segmented_top_k_mask_abs;
 
 /// Re-zeroes the smallest active weights at each update; keeps the mask.
 pub struct StaticRezero;
@@ -17,10 +17,9 @@ impl MaskUpdater for StaticRezero {
 
     fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
         let keep = input.segments(|l| l.n_active - n_prune(l.n_active, ctx.drop_fraction));
-        let kept =
-            segmented_top_k_mask(input.weights.clone().abs(), Some(input.mask.clone()), &keep)
-                .map_err(|e| input.select_error(e))?
-                .mask;
+        let kept = segmented_top_k_mask_abs(input.weights.clone(), Some(input.mask.clone()), &keep)
+            .map_err(|e| input.select_error(e))?
+            .mask;
         Ok(UpdateDecision {
             reset: input.mask.clone().bool_and(kept.bool_not()),
             mask: input.mask.clone(),
