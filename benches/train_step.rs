@@ -14,9 +14,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use divan::Bencher;
 use rigl_burn::core::optim_state::reset_optimizer_slots;
-use rigl_burn::core::updater::{HostLayer, UpdateContext, UpdateInput};
+use rigl_burn::core::updater::catalogue::resnet50_rigl;
 use rigl_burn::core::{DstConfig, Method, SparseTrainer, SparsityConfig};
-use rigl_burn::kernels::Philox;
 use rigl_burn::models::{WideResNet, WideResNetConfig};
 use std::collections::HashMap;
 
@@ -205,55 +204,13 @@ fn resnet50_optimizer_reset(bencher: Bencher) {
 }
 
 /// RigL's whole mask decision (drop by |w|, grow by |g| outside the kept set, new-connection
-/// mask) on the 54 ResNet-50 kernels at 90% sparsity, drop fraction 0.3: the two segmented
+/// mask) on the 54 ResNet-50 kernels at 90% sparsity, drop fraction 0.3
+/// (`rigl_core::updater::catalogue::resnet50_rigl`, the case `rigl bench` times): the two segmented
 /// selections over all layers at once, as `SparseTrainer` runs them. Compare with
 /// `resnet50_optimizer_reset` to see where an update's time goes.
 #[divan::bench(sample_count = 10)]
 fn resnet50_rigl_mask_decision(bencher: Bencher) {
-    let device = Device::default();
-    let g = Philox::new(1);
-    let shapes: Vec<usize> = resnet50_conv_shapes()
-        .into_iter()
-        .map(|s| s.iter().product())
-        .chain([2048 * 1000])
-        .collect();
-    // (path, weights, mask, gradient) per layer.
-    type Layer = (String, Vec<f32>, Vec<bool>, Vec<f32>);
-    let data: Vec<Layer> = shapes
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            let s = 3 * i as u32;
-            let w = (0..n as u64).map(|j| g.uniform(s, 0, j) - 0.5).collect();
-            let m = (0..n as u64)
-                .map(|j| g.u32(s + 1, 0, j).is_multiple_of(10))
-                .collect();
-            let gr = (0..n as u64)
-                .map(|j| g.uniform(s + 2, 0, j) - 0.5)
-                .collect();
-            (format!("layer{i}.weight"), w, m, gr)
-        })
-        .collect();
-    let layers: Vec<HostLayer<'_>> = data
-        .iter()
-        .map(|(path, w, m, gr)| HostLayer {
-            path,
-            weights: w,
-            mask: m,
-            dense_grad: Some(gr),
-            average: None,
-            target_active: m.iter().filter(|&&b| b).count(),
-        })
-        .collect();
-    let input = UpdateInput::from_host(&layers, &device);
-    let ctx = UpdateContext {
-        step: 100,
-        drop_fraction: 0.3,
-        seed: 0,
-        allow_regrow: true,
-        begin_step: 0,
-        end_step: 10_000,
-    };
+    let (input, ctx) = resnet50_rigl(&Device::default());
     let rigl = Method::Rigl.updater().unwrap();
     bencher.bench_local(|| {
         let d = rigl.update(&ctx, &input).unwrap();

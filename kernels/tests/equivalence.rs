@@ -31,22 +31,35 @@ fn check_fast_cpu(problems: &[Problem]) {
     }
 }
 
-fn check_device(problems: &[Problem], device: &Device) {
+/// The tensor API on `device` equals the reference; by magnitude (`segmented_top_k_mask_abs`),
+/// the reference on `|scores|`.
+fn check_device(problems: &[Problem], device: &Device, magnitude: bool) {
     for p in problems {
-        let expect = reference(&p.scores, p.eligible.as_deref(), &p.segments).unwrap();
+        let expected_scores: Vec<f32> = if magnitude {
+            p.scores.iter().map(|s| s.abs()).collect()
+        } else {
+            p.scores.clone()
+        };
+        let expect = reference(&expected_scores, p.eligible.as_deref(), &p.segments).unwrap();
         let n = p.len();
         let scores = Tensor::<1>::from_data(TensorData::new(p.scores.clone(), [n]), device);
         let eligible = p
             .eligible
             .as_ref()
             .map(|e| Tensor::<1, Bool>::from_data(TensorData::new(e.clone(), [n]), device));
-        let got = rigl_kernels::segmented_top_k_mask(scores, eligible, &p.segments).unwrap();
+        let got = if magnitude {
+            rigl_kernels::segmented_top_k_mask_abs(scores, eligible, &p.segments)
+        } else {
+            rigl_kernels::segmented_top_k_mask(scores, eligible, &p.segments)
+        }
+        .unwrap();
         assert_eq!(got.nan_counts, expect.nan_counts, "{}", p.name);
         let mask = bools(got.mask);
         if mask != expect.mask {
             let first = mask.iter().zip(&expect.mask).position(|(a, b)| a != b);
             panic!(
-                "{} differs from the reference on {device:?}: first at {first:?}, {} vs {} selected",
+                "{} (magnitude: {magnitude}) differs from the reference on {device:?}: first at \
+                 {first:?}, {} vs {} selected",
                 p.name,
                 mask.iter().filter(|m| **m).count(),
                 p.selected()
@@ -55,34 +68,20 @@ fn check_device(problems: &[Problem], device: &Device) {
     }
 }
 
-/// Selection by magnitude equals the reference on `|scores|`: the fast CPU path and the tensor
-/// API on `device`.
-fn check_abs(problems: &[Problem], device: &Device) {
+/// The fast CPU path by magnitude equals the reference on `|scores|`.
+fn check_fast_cpu_abs(problems: &[Problem]) {
     for p in problems {
         let abs: Vec<f32> = p.scores.iter().map(|s| s.abs()).collect();
         let expect = reference(&abs, p.eligible.as_deref(), &p.segments).unwrap();
-        let (fast, counts) =
+        let (mask, counts) =
             cpu::segmented_top_k_counts_abs(&p.scores, p.eligible.as_deref(), &p.segments).unwrap();
         assert!(
-            fast == expect.mask,
+            mask == expect.mask,
             "fast CPU path by magnitude differs on {}",
             p.name
         );
         let nan: Vec<usize> = counts.iter().map(|c| c.nan).collect();
         assert_eq!(nan, expect.nan_counts, "{}", p.name);
-        let n = p.len();
-        let scores = Tensor::<1>::from_data(TensorData::new(p.scores.clone(), [n]), device);
-        let eligible = p
-            .eligible
-            .as_ref()
-            .map(|e| Tensor::<1, Bool>::from_data(TensorData::new(e.clone(), [n]), device));
-        let got = rigl_kernels::segmented_top_k_mask_abs(scores, eligible, &p.segments).unwrap();
-        assert_eq!(got.nan_counts, expect.nan_counts, "{}", p.name);
-        assert!(
-            bools(got.mask) == expect.mask,
-            "{} by magnitude differs from the reference on {device:?}",
-            p.name
-        );
     }
 }
 
@@ -157,13 +156,14 @@ fn check_errors(device: &Device) {
 #[test]
 fn fast_cpu_path_equals_reference() {
     check_fast_cpu(&catalogue(100_000));
+    check_fast_cpu_abs(&catalogue(100_000));
 }
 
 #[test]
 fn cpu_backend_equals_reference() {
     let device = Device::flex();
-    check_device(&catalogue(4_097), &device);
-    check_abs(&catalogue(100_000), &device);
+    check_device(&catalogue(4_097), &device, false);
+    check_device(&catalogue(100_000), &device, true);
     check_random(&catalogue(4_097), &device);
     check_errors(&device);
 }
@@ -176,7 +176,7 @@ fn large_sizes_on_cpu() {
         .filter(|p| p.len() > 100_000)
         .collect();
     check_fast_cpu(&problems);
-    check_device(&problems, &Device::flex());
+    check_device(&problems, &Device::flex(), false);
 }
 
 #[cfg(feature = "wgpu")]
@@ -201,8 +201,8 @@ mod wgpu {
         eprintln!("device: {name}");
         let problems = catalogue(100_000);
         eprintln!("{} problems", problems.len());
-        check_device(&problems, &device);
-        check_abs(&problems, &device);
+        check_device(&problems, &device, false);
+        check_device(&problems, &device, true);
         check_random(&catalogue(4_097), &device);
         check_errors(&device);
     }
@@ -214,8 +214,8 @@ mod wgpu {
             .into_iter()
             .filter(|p| p.len() > 100_000)
             .collect();
-        check_device(&problems, &device());
+        check_device(&problems, &device(), false);
         let resnet = rigl_kernels::catalogue::resnet50(None);
-        check_device(std::slice::from_ref(&resnet), &device());
+        check_device(std::slice::from_ref(&resnet), &device(), false);
     }
 }

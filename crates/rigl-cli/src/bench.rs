@@ -12,7 +12,7 @@ use crate::train::device;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use clap::Args;
 use rigl_core::Method;
-use rigl_core::updater::{LayerSlot, UpdateContext, UpdateInput};
+use rigl_core::updater::catalogue::resnet50_rigl;
 use rigl_kernels::catalogue::{self, KRule, Layout, Pattern, Problem};
 use rigl_kernels::segmented_top_k_mask;
 use serde::Serialize;
@@ -211,55 +211,9 @@ fn time_selection(
     Ok(row(case, p.len(), p.selected(), times))
 }
 
-/// RigL's decision on the ResNet-50 layers: 10% of each layer active (the catalogue's
-/// eligibility mask), magnitudes as weights, another draw as gradients, drop fraction 0.3.
+/// RigL's decision on the ResNet-50 layers ([`rigl_core::updater::catalogue::resnet50_rigl`]).
 fn time_rigl_decision(device: &Device, repeats: usize) -> Result<BenchRow, CliError> {
-    let weights = catalogue::resnet50(Some(0.1));
-    let grads = catalogue::problem(
-        Pattern::Uniform,
-        Layout::ResNet50,
-        weights.len(),
-        KRule::Fraction(0.3),
-        None,
-        51,
-    );
-    let mask = weights
-        .eligible
-        .clone()
-        .unwrap_or_else(|| vec![true; weights.len()]);
-    let layers: Vec<LayerSlot> = weights
-        .segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let n_active = mask[s.offset..s.offset + s.len]
-                .iter()
-                .filter(|&&b| b)
-                .count();
-            LayerSlot {
-                path: format!("layer{i}.weight"),
-                offset: s.offset,
-                len: s.len,
-                n_active,
-                target_active: n_active,
-            }
-        })
-        .collect();
-    let input = UpdateInput {
-        layers,
-        weights: floats(&weights.scores, device),
-        mask: bools(&mask, device),
-        dense_grad: Some(floats(&grads.scores, device)),
-        average: None,
-    };
-    let ctx = UpdateContext {
-        step: 100,
-        drop_fraction: 0.3,
-        seed: 0,
-        allow_regrow: true,
-        begin_step: 0,
-        end_step: 10_000,
-    };
+    let (input, ctx) = resnet50_rigl(device);
     let rigl = Method::Rigl.updater().expect("RigL has an updater");
     let selected = input.layers.iter().map(|l| l.n_active).sum();
     let times = time_runs(repeats, || {

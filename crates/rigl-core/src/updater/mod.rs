@@ -10,6 +10,7 @@
 //! | `snip` | [`snip`] | once, at the first step | keeps top \|g * w\| |
 //! | `prune` | [`gradual_pruning`] | prunes on a cubic schedule | - |
 
+pub mod catalogue;
 pub mod drop_grow;
 pub mod gradual_pruning;
 pub mod rigl;
