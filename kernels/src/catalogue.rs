@@ -278,6 +278,18 @@ pub const SIZES: [usize; 12] = [
 /// Small sizes get every pattern, `k` rule and layout; the large ones a representative subset
 /// (uniform and tie-heavy scores, 1 and 54 segments).
 pub fn catalogue(max_len: usize) -> Vec<Problem> {
+    problems(|n| n <= max_len)
+}
+
+/// The catalogue problems of one of the [`SIZES`], as [`catalogue`] builds them (same names,
+/// seeds and data): a way to take the large sizes one at a time.
+pub fn catalogue_of_size(len: usize) -> Vec<Problem> {
+    problems(|n| n == len)
+}
+
+/// The catalogue problems of the sizes `keep` accepts. Seeds run over the whole catalogue, so a
+/// problem is the same whichever sizes are kept.
+fn problems(keep: impl Fn(usize) -> bool) -> Vec<Problem> {
     let patterns = [
         Pattern::Uniform,
         Pattern::Magnitude,
@@ -295,7 +307,7 @@ pub fn catalogue(max_len: usize) -> Vec<Problem> {
     ];
     let mut out = Vec::new();
     let mut seed = 1;
-    for &n in SIZES.iter().filter(|&&n| n <= max_len) {
+    for &n in &SIZES {
         let large = n > 100_000;
         for &pattern in &patterns {
             if large && !matches!(pattern, Pattern::Uniform | Pattern::FewDistinct) {
@@ -317,7 +329,9 @@ pub fn catalogue(max_len: usize) -> Vec<Problem> {
                             continue;
                         }
                         seed += 1;
-                        out.push(problem(pattern, layout, n, k, eligible, seed));
+                        if keep(n) {
+                            out.push(problem(pattern, layout, n, k, eligible, seed));
+                        }
                     }
                 }
             }
@@ -346,6 +360,23 @@ mod tests {
             }
         }
         assert_eq!(spans(Layout::ResNet50, 1000).len(), 54);
+    }
+
+    #[test]
+    fn one_size_at_a_time_equals_the_catalogue() {
+        let all = catalogue(4_097);
+        let by_size: Vec<Problem> = SIZES
+            .iter()
+            .filter(|&&n| n <= 4_097)
+            .flat_map(|&n| catalogue_of_size(n))
+            .collect();
+        assert_eq!(all.len(), by_size.len());
+        for (a, b) in all.iter().zip(&by_size) {
+            assert_eq!(a.name, b.name);
+            assert_eq!(a.segments, b.segments);
+            let bits = |p: &Problem| p.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b), "{}", a.name);
+        }
     }
 
     #[test]

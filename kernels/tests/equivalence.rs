@@ -2,10 +2,11 @@
 //! path, the CPU backend through the tensor API and, with the `wgpu` feature, the CubeCL
 //! kernels on wgpu.
 //!
-//! Sizes above 100,000 run in the `#[ignore]`d tests (`cargo test --release -- --ignored`).
+//! The catalogue's sizes above 100,000 (10^6, 2.5 x 10^6, 10^7) are checked one size at a time,
+//! and the ResNet-50 problem (54 segments, 25.5M positions) on wgpu.
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use rigl_kernels::catalogue::{Problem, catalogue};
+use rigl_kernels::catalogue::{Problem, SIZES, catalogue, catalogue_of_size};
 use rigl_kernels::cpu_reference::random_mask::segmented_random_top_k_mask;
 use rigl_kernels::cpu_reference::top_k_mask::segmented_top_k_mask as reference;
 use rigl_kernels::{RandomSegment, SelectError, cpu};
@@ -168,15 +169,20 @@ fn cpu_backend_equals_reference() {
     check_errors(&device);
 }
 
-#[test]
-#[ignore = "large sizes: run in release"]
-fn large_sizes_on_cpu() {
-    let problems: Vec<Problem> = catalogue(10_000_000)
+/// The catalogue's sizes above 100,000, one size at a time (to bound memory).
+fn large_sizes() -> impl Iterator<Item = Vec<Problem>> {
+    SIZES
         .into_iter()
-        .filter(|p| p.len() > 100_000)
-        .collect();
-    check_fast_cpu(&problems);
-    check_device(&problems, &Device::flex(), false);
+        .filter(|&n| n > 100_000)
+        .map(catalogue_of_size)
+}
+
+#[test]
+fn large_sizes_on_cpu() {
+    for problems in large_sizes() {
+        check_fast_cpu(&problems);
+        check_device(&problems, &Device::flex(), false);
+    }
 }
 
 #[cfg(feature = "wgpu")]
@@ -208,14 +214,12 @@ mod wgpu {
     }
 
     #[test]
-    #[ignore = "large sizes: run in release"]
     fn large_sizes_on_wgpu() {
-        let problems: Vec<Problem> = catalogue(10_000_000)
-            .into_iter()
-            .filter(|p| p.len() > 100_000)
-            .collect();
-        check_device(&problems, &device(), false);
-        let resnet = rigl_kernels::catalogue::resnet50(None);
-        check_device(std::slice::from_ref(&resnet), &device(), false);
+        let device = device();
+        for problems in large_sizes() {
+            check_device(&problems, &device, false);
+        }
+        let resnet = rigl_kernels::catalogue::resnet50(Some(0.5));
+        check_device(std::slice::from_ref(&resnet), &device, true);
     }
 }
