@@ -13,11 +13,11 @@ use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use divan::Bencher;
-use rigl_burn::core::optim_state::reset_optimizer_slots;
 use rigl_burn::core::updater::catalogue::resnet50_rigl;
-use rigl_burn::core::{DstConfig, Method, SparseTrainer, SparsityConfig};
+use rigl_burn::core::{
+    DstConfig, Method, SparseOptimizer, SparseSgd, SparseSgdConfig, SparseTrainer, SparsityConfig,
+};
 use rigl_burn::models::{WideResNet, WideResNetConfig};
-use std::collections::HashMap;
 
 fn main() {
     divan::main();
@@ -70,6 +70,16 @@ fn sgd() -> ModuleOptimizer {
         .init()
 }
 
+fn sparse_sgd() -> SparseSgd {
+    SparseSgdConfig::new()
+        .with_momentum(Some(
+            MomentumConfig::new()
+                .with_nesterov(true)
+                .with_dampening(0.0),
+        ))
+        .init()
+}
+
 fn reference_sparsity() -> SparsityConfig {
     SparsityConfig::uniform(0.98)
         .with_custom_sparsity("fc2", 0.882)
@@ -108,16 +118,25 @@ fn mlp_sparse_step(bencher: Bencher) {
 }
 
 /// 98%-sparse MLP (RigL), an update step: forward and backward in dense-gradient mode, then
-/// the mask update (drop, grow, zeroing of new weights and optimizer state).
-#[divan::bench(sample_count = 30)]
-fn mlp_sparse_update_step(bencher: Bencher) {
+/// the mask update (drop, grow, zeroing of new weights and optimizer state), with Burn's SGD
+/// (`ModuleOptimizer`, state reset through its record) and with `SparseSgd` (reset on the
+/// device).
+#[divan::bench(sample_count = 30, args = ["burn_sgd", "sparse_sgd"])]
+fn mlp_sparse_update_step(bencher: Bencher, optimizer: &str) {
+    match optimizer {
+        "burn_sgd" => mlp_update_step_with(bencher, sgd()),
+        _ => mlp_update_step_with(bencher, sparse_sgd()),
+    }
+}
+
+fn mlp_update_step_with<O: SparseOptimizer + Clone>(bencher: Bencher, optim: O) {
     let device = Device::default().autodiff();
     let (x, y) = batch(&device);
     let dst = DstConfig::new(Method::Rigl).with_frequency(1);
     let (model, trainer) =
         SparseTrainer::init(Mlp::new(&device), &reference_sparsity(), dst).unwrap();
     // One training step first, so that the optimizer has state to reset.
-    let mut optim = sgd();
+    let mut optim = optim;
     let grads = model.grads(&x, &y);
     let (trainer, optim, model) = {
         let mut t = trainer;
@@ -162,9 +181,18 @@ fn resnet50_conv_shapes() -> Vec<[usize; 4]> {
 }
 
 /// Zeroing SGD-momentum state at 30% of the active positions of every layer of a
-/// ResNet-50-sized model at 90% sparsity (one mask update's optimizer-state reset).
-#[divan::bench(sample_count = 5)]
-fn resnet50_optimizer_reset(bencher: Bencher) {
+/// ResNet-50-sized model at 90% sparsity (one mask update's optimizer-state reset), for Burn's
+/// SGD (`ModuleOptimizer`: a round trip of its record through the host) and for `SparseSgd`
+/// (one masked fill per layer on the device).
+#[divan::bench(sample_count = 5, args = ["burn_sgd", "sparse_sgd"])]
+fn resnet50_optimizer_reset(bencher: Bencher, optimizer: &str) {
+    match optimizer {
+        "burn_sgd" => resnet50_reset_with(bencher, sgd()),
+        _ => resnet50_reset_with(bencher, sparse_sgd()),
+    }
+}
+
+fn resnet50_reset_with<O: SparseOptimizer + Clone>(bencher: Bencher, optim: O) {
     let device = Device::default().autodiff();
     let model = Resnet50Kernels {
         convs: resnet50_conv_shapes()
@@ -186,19 +214,22 @@ fn resnet50_optimizer_reset(bencher: Bencher) {
         .map(|p| p.val().sum())
         .fold(model.fc.val().sum(), |a, b| a + b);
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let mut optim = sgd();
-    let model = optim.step(0.1, model, grads);
-    let mut resets = HashMap::new();
-    for p in model.convs.iter() {
-        let n = p.shape().num_elements();
-        resets.insert(p.id, (0..n).map(|i| i % 33 == 0).collect::<Vec<bool>>());
-    }
-    let n = model.fc.shape().num_elements();
-    resets.insert(model.fc.id, (0..n).map(|i| i % 33 == 0).collect());
+    let mut optim = optim;
+    let model = optim.step(0.1.into(), model, grads);
+    let reset = |id, n: usize| {
+        let flags: Vec<bool> = (0..n).map(|i| i % 33 == 0).collect();
+        (id, Tensor::from_data(TensorData::new(flags, [n]), &device))
+    };
+    let mut resets: Vec<_> = model
+        .convs
+        .iter()
+        .map(|p| reset(p.id, p.shape().num_elements()))
+        .collect();
+    resets.push(reset(model.fc.id, model.fc.shape().num_elements()));
     bencher
         .with_inputs(|| optim.clone())
         .bench_local_values(|mut o| {
-            reset_optimizer_slots(&mut o, &resets).unwrap();
+            assert_eq!(o.reset_slots(&resets).unwrap(), 54);
             o
         });
 }

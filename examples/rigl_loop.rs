@@ -5,16 +5,20 @@
 //!
 //! `SparseTrainer::step` replaces the optimizer step: it trains, updates masks on the schedule
 //! (RigL's update iterations train nothing, as in the reference), zeroes new connections and
-//! their optimizer state, and returns the model in the gradient mode the next step needs.
+//! their optimizer state, and returns the model in the gradient mode the next step needs. It
+//! takes any Burn optimizer (`SgdConfig::new().init()`, `AdamConfig::new().init()`, ...);
+//! `SparseSgd`, used here, computes Burn's SGD exactly and resets its momentum on the device.
 
 mod common;
 
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::Device;
 use common::{Mlp, spirals};
-use rigl_burn::core::{DropAnneal, DstConfig, Method, SparseTrainer, Sparsify, SparsityConfig};
+use rigl_burn::core::{
+    DropAnneal, DstConfig, Method, SparseSgdConfig, SparseTrainer, Sparsify, SparsityConfig,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let method: Method = std::env::args()
@@ -42,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let (x, y) = spirals(1000, &device);
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let mut optim = SgdConfig::new()
+    let mut optim = SparseSgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new()
                 .with_nesterov(true)

@@ -7,13 +7,16 @@ use crate::plot::{Series, line_chart};
 use crate::settings::TrainSettings;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Int, Tensor};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rigl_core::{Method, SparseTrainer, Sparsify, UpdateStats, load_checkpoint, save_checkpoint};
+use rigl_core::{
+    Method, SparseSgd, SparseSgdConfig, SparseTrainer, Sparsify, UpdateStats, load_checkpoint,
+    save_checkpoint,
+};
 use rigl_data::{Augmentation, ImageSet, MnistVariant, Split};
 use rigl_models::counter::{CountOptions, TrainingMethod, TrainingOptions, count_model};
 use rigl_models::{
@@ -435,7 +438,10 @@ fn training_method(m: Method) -> TrainingMethod {
     }
 }
 
-fn sgd(s: &TrainSettings) -> ModuleOptimizer {
+/// SGD as the reference trains (momentum without dampening, optional Nesterov, L2 added to the
+/// gradient): `SparseSgd`, whose updates equal Burn's `Sgd` bit for bit and whose momentum is
+/// reset at new connections on the device.
+fn sgd(s: &TrainSettings) -> SparseSgd {
     let momentum = (s.momentum > 0.0).then(|| {
         MomentumConfig::new()
             .with_momentum(s.momentum)
@@ -443,7 +449,7 @@ fn sgd(s: &TrainSettings) -> ModuleOptimizer {
             .with_nesterov(s.nesterov)
     });
     let decay = (s.weight_decay > 0.0).then(|| WeightDecayConfig::new(s.weight_decay as f32));
-    SgdConfig::new()
+    SparseSgdConfig::new()
         .with_momentum(momentum)
         .with_weight_decay(decay)
         .init()

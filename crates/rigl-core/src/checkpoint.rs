@@ -13,6 +13,7 @@ use crate::config::SparsityConfig;
 use crate::error::{Result, SparsityError};
 use crate::io::write_atomic;
 use crate::mask::floats_to_host;
+use crate::optim_state::SparseOptimizer;
 use crate::plan::SparsityPlan;
 use crate::sparsify::load_sparse_bytes;
 use crate::trainer::{DstConfig, SparseTrainer, TrainerState};
@@ -38,11 +39,11 @@ struct TrainerMeta {
 }
 
 /// What [`load_checkpoint`] returns.
-pub struct Resumed<M> {
+pub struct Resumed<M, O = ModuleOptimizer> {
     /// The model, in the gradient mode its next step needs.
     pub model: M,
     /// The optimizer with its state.
-    pub optim: ModuleOptimizer,
+    pub optim: O,
     /// The trainer with its counters and averages.
     pub trainer: SparseTrainer,
     /// The user metadata saved with the checkpoint.
@@ -55,10 +56,10 @@ pub struct Resumed<M> {
 /// # Errors
 /// [`SparsityError::Record`] if a part cannot be serialised, [`SparsityError::Io`] if the file
 /// cannot be written.
-pub fn save_checkpoint<M: Module>(
+pub fn save_checkpoint<M: Module, O: SparseOptimizer>(
     path: impl AsRef<Path>,
     model: &M,
-    optim: &ModuleOptimizer,
+    optim: &O,
     trainer: &SparseTrainer,
     user: &HashMap<String, String>,
 ) -> Result<()> {
@@ -77,7 +78,7 @@ pub fn save_checkpoint<M: Module>(
     for t in model_reader.into_tensors().map_err(|e| err(&e))? {
         tensors.push(renamed(t, "model/").map_err(|e| err(&e))?);
     }
-    let optim_reader = burn_pack::Reader::from_bytes(optim.into_bytes().map_err(|e| err(&e))?)
+    let optim_reader = burn_pack::Reader::from_bytes(optim.state_bytes().map_err(|e| err(&e))?)
         .map_err(|e| err(&e))?;
     let optim_scalars = optim_reader.scalars().clone();
     let optim_meta = optim_reader.metadata().clone();
@@ -128,12 +129,12 @@ pub fn save_checkpoint<M: Module>(
 /// [`SparsityError::Io`] if the file cannot be read; [`SparsityError::Record`] if it is not a
 /// checkpoint (or is truncated or corrupt) or does not fit the model; mask errors of
 /// [`Sparsify::load_sparse`](crate::Sparsify::load_sparse).
-pub fn load_checkpoint<M: Module>(
+pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
     path: impl AsRef<Path>,
     model: M,
-    optim: ModuleOptimizer,
+    optim: O,
     device: &Device,
-) -> Result<Resumed<M>> {
+) -> Result<Resumed<M, O>> {
     let path = path.as_ref();
     let origin = path.display().to_string();
     let err = |e: &dyn ToString| SparsityError::Record {
@@ -194,7 +195,7 @@ pub fn load_checkpoint<M: Module>(
         }
     }
     let optim = optim
-        .from_bytes(writer.into_bytes().map_err(|e| err(&e))?)
+        .with_state_bytes(writer.into_bytes().map_err(|e| err(&e))?)
         .map_err(|e| err(&e))?;
     let trainer =
         SparseTrainer::from_parts(meta.config, meta.sparsity, meta.plan, meta.state, averages);

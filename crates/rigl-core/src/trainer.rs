@@ -53,16 +53,17 @@
 use crate::config::{MaskInit, SparsityConfig};
 use crate::error::{Result, SparsityError};
 use crate::layers::KernelParam;
-use crate::mask::{GradientMode, SparseMask, bools_to_host};
-use crate::optim_state::reset_optimizer_slots;
+use crate::mask::{GradientMode, SparseMask};
+use crate::optim_state::SparseOptimizer;
+use crate::param_context::ParamContext;
 use crate::plan::SparsityPlan;
 use crate::schedule::{DropAnneal, UpdateSchedule};
 use crate::sparsify::{Sparsify, flat_weights};
 use crate::updater::{LayerSlot, MaskUpdater, Method, UpdateContext, UpdateInput};
 use burn::config::Config;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use rigl_kernels::{Philox, stream_id};
 use serde::{Deserialize, Serialize};
@@ -397,13 +398,14 @@ impl SparseTrainer {
     /// that needs the dense gradient, [`SparsityError::MissingGradient`] when a masked weight
     /// has no gradient while one is needed, selection errors (NaN weights or scores) and
     /// optimizer-state errors.
-    pub fn step<M: Module>(
+    pub fn step<M: Module, O: SparseOptimizer>(
         &mut self,
         model: M,
-        optim: &mut ModuleOptimizer,
+        optim: &mut O,
         lr: impl Into<ModuleLearningRate>,
         mut grads: GradientsParams,
     ) -> Result<StepOutcome<M>> {
+        let lr = lr.into();
         let Some(updater) = &self.updater else {
             let model = optim.step(lr, model, grads);
             self.state.step += 1;
@@ -471,10 +473,10 @@ impl SparseTrainer {
         })
     }
 
-    fn update_masks<M: Module>(
+    fn update_masks<M: Module, O: SparseOptimizer>(
         &self,
         model: M,
-        optim: &mut ModuleOptimizer,
+        optim: &mut O,
         dense: &HashMap<ParamId, Tensor<1>>,
         t: i64,
     ) -> Result<(M, UpdateStats)> {
@@ -516,7 +518,7 @@ impl SparseTrainer {
         let counts = count_true(parts);
         let mut new_masks = HashMap::new();
         let mut resets = HashMap::new();
-        let mut host_resets = HashMap::new();
+        let mut slot_resets = Vec::new();
         let mut stats = Vec::with_capacity(input.layers.len());
         for ((s, id), c) in input.layers.iter().zip(&ids).zip(counts.chunks_exact(3)) {
             let (active, reset, dropped) = (c[0], c[1], c[2]);
@@ -528,7 +530,7 @@ impl SparseTrainer {
             });
             if reset > 0 {
                 let r = decision.reset.clone().narrow(0, s.offset, s.len);
-                host_resets.insert(*id, bools_to_host(r.clone()));
+                slot_resets.push((*id, r.clone()));
                 resets.insert(s.path.clone(), r);
             }
             if dropped > 0 || active != s.n_active {
@@ -547,7 +549,7 @@ impl SparseTrainer {
             step: t,
         };
         let model = model.map(&mut mapper);
-        reset_optimizer_slots(optim, &host_resets)?;
+        optim.reset_slots(&slot_resets)?;
         Ok((
             model,
             UpdateStats {
@@ -798,9 +800,7 @@ impl ModuleMapper for UpdateMapper {
             let shape = t.shape();
             let n = shape.num_elements();
             let reset = reset.reshape(shape.clone());
-            let require_grad = t.is_require_grad();
-            let distributed = t.is_distributed();
-            let checkpointing = t.gradient_checkpointing_strategy();
+            let context = ParamContext::capture(&t);
             let inner = t.inner();
             let updated = match grow_init {
                 GrowInit::Zeros => inner.mask_fill(reset, 0.0),
@@ -811,17 +811,7 @@ impl ModuleMapper for UpdateMapper {
                     inner.mask_where(reset, values)
                 }
             };
-            let mut p = Tensor::from_inner(updated);
-            if let Some(s) = checkpointing {
-                p = p.with_gradient_checkpointing_strategy(s);
-            }
-            if require_grad {
-                p = p.require_grad();
-            }
-            if distributed {
-                p = p.set_distributed(id);
-            }
-            p
+            context.restore(updated, id)
         })
     }
 
@@ -876,9 +866,10 @@ fn normal_samples(seed: u64, path: &str, step: i64, n: usize, std: f64) -> Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mask::floats_to_host;
+    use crate::mask::{bools_to_host, floats_to_host};
     use crate::sparsify::read_weights;
     use crate::test_utils::Mlp;
+    use burn::optim::ModuleOptimizer;
     use burn::optim::momentum::MomentumConfig;
     use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
     use burn::tensor::Device;
@@ -1297,6 +1288,75 @@ mod tests {
     fn new_connections_zero_weight_and_optimizer_state_adam() {
         check_new_connections_reset(|| AdamConfig::new().init(), "adam");
         check_new_connections_reset(|| AdamWConfig::new().init(), "adamw");
+    }
+
+    /// `SparseSgd` resets its velocity on the device; Burn's SGD through its record. Both runs
+    /// must be the same bit for bit through every update, and the velocity is zero at every new
+    /// connection.
+    #[test]
+    fn sparse_sgd_runs_exactly_like_burn_sgd() {
+        use crate::sgd::SparseSgdConfig;
+        let device = device();
+        let momentum = MomentumConfig::new()
+            .with_nesterov(true)
+            .with_dampening(0.0);
+        for method in [
+            Method::Rigl,
+            Method::Set,
+            Method::Snfs,
+            Method::StaticRezero,
+        ] {
+            let dst = DstConfig::new(method)
+                .with_frequency(3)
+                .with_drop_fraction(0.5)
+                .with_drop_anneal(DropAnneal::Constant);
+            let sparsity = SparsityConfig::uniform(0.6);
+            let net = Mlp::new([6, 12, 10, 3], &device);
+            let (mut a, mut ta) = SparseTrainer::init(net.clone(), &sparsity, dst.clone()).unwrap();
+            let (mut b, mut tb) = SparseTrainer::init(net, &sparsity, dst).unwrap();
+            let mut burn = SgdConfig::new()
+                .with_momentum(Some(momentum.clone()))
+                .init();
+            let mut ours = SparseSgdConfig::new()
+                .with_momentum(Some(momentum.clone()))
+                .init();
+            let mut new_seen = 0;
+            for i in 0..12 {
+                let ga = a.grads(i, 8, &device);
+                a = ta.step(a, &mut burn, 0.05, ga).unwrap().model;
+                let before = masks(&b);
+                let gb = b.grads(i, 8, &device);
+                let out = tb.step(b, &mut ours, 0.05, gb).unwrap();
+                b = out.model;
+                assert_eq!(masks(&a), masks(&b), "{method}: masks at call {i}");
+                let paths: Vec<String> = b.sparse_layers().into_iter().map(|l| l.path).collect();
+                let wa = read_weights(&a, paths.iter().map(String::as_str));
+                let wb = read_weights(&b, paths.iter().map(String::as_str));
+                for p in &paths {
+                    let bits = |w: &Vec<f32>| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&wa[p]), bits(&wb[p]), "{method}: {p} at call {i}");
+                }
+                if method == Method::StaticRezero || out.update.is_none() {
+                    continue;
+                }
+                for (l, old) in b.sparse_layers().into_iter().zip(before) {
+                    let Some(v) = ours.velocity(l.id) else {
+                        continue;
+                    };
+                    let v = floats_to_host(v);
+                    let m = bools_to_host(l.mask.unwrap());
+                    for ((v, m), o) in v.iter().zip(&m).zip(&old) {
+                        if *m && !*o {
+                            assert_eq!(*v, 0.0, "{method}: velocity at a new connection");
+                            new_seen += 1;
+                        }
+                    }
+                }
+            }
+            if method != Method::StaticRezero {
+                assert!(new_seen > 0, "{method}: the test needs new connections");
+            }
+        }
     }
 
     proptest! {
