@@ -6,6 +6,7 @@
 //! pairs `[nan, available]` per segment; a segment whose `k` exceeds its available positions
 //! selects nothing, and [`crate::select`] turns that into an error.
 
+use crate::cpu_reference::drop_grow::{DropGrowSegment, GrowBy};
 use crate::cpu_reference::random_mask::RandomSegment;
 use crate::cpu_reference::top_k_mask::Segment;
 use burn::backend::tensor::{BoolTensor, FloatTensor, IntTensor};
@@ -25,6 +26,34 @@ fn select_specs(
     (
         TensorSpec::new(burn::backend::Shape::new([len]), DType::Bool(bool_dtype)),
         TensorSpec::new(burn::backend::Shape::new([n_segments * 2]), DType::U32),
+    )
+}
+
+/// Counts per segment of [`SelectBackend::drop_grow`]: `[nan, available]` of the keep
+/// selection, of the grow selection, and `[0, new connections]`.
+pub const DROP_GROW_COUNTS: usize = 6;
+
+/// Output metadata for fusion: the new mask and the new connections like `len` positions, and
+/// [`DROP_GROW_COUNTS`] counts per segment.
+#[cfg(feature = "cube")]
+fn drop_grow_specs(
+    len: usize,
+    n_segments: usize,
+    bool_dtype: BoolDType,
+) -> (
+    burn::backend::fusion::custom::TensorSpec,
+    burn::backend::fusion::custom::TensorSpec,
+    burn::backend::fusion::custom::TensorSpec,
+) {
+    use burn::backend::fusion::custom::TensorSpec;
+    let mask = TensorSpec::new(burn::backend::Shape::new([len]), DType::Bool(bool_dtype));
+    (
+        mask.clone(),
+        mask,
+        TensorSpec::new(
+            burn::backend::Shape::new([n_segments * DROP_GROW_COUNTS]),
+            DType::U32,
+        ),
     )
 }
 
@@ -76,6 +105,21 @@ pub trait SelectBackend: burn::backend::Backend {
         segments: Vec<RandomSegment>,
         bool_dtype: BoolDType,
     ) -> (BoolTensor<Self>, IntTensor<Self>);
+
+    /// The drop-and-grow decision of every segment ([`crate::cpu_reference::drop_grow`]): the
+    /// new mask and the new connections (`bool_dtype`), and [`DROP_GROW_COUNTS`] `u32` counts
+    /// per segment. `scores` are the grow scores (for random growth any float tensor of the same
+    /// length; its values are not read). Segments are disjoint and in order.
+    #[fusion(meta = |weights, _mask, _scores, _grow_by, segments, _allow_regrow, bool_dtype| drop_grow_specs(weights.shape.num_elements(), segments.len(), *bool_dtype))]
+    fn drop_grow(
+        weights: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        scores: FloatTensor<Self>,
+        grow_by: GrowBy,
+        segments: Vec<DropGrowSegment>,
+        allow_regrow: bool,
+        bool_dtype: BoolDType,
+    ) -> (BoolTensor<Self>, BoolTensor<Self>, IntTensor<Self>);
 
     /// The Philox samples of `len` positions (`u32`), on the device of `anchor`.
     #[fusion(meta = |_anchor, len, _seed, _step, _segments| burn::backend::fusion::custom::TensorSpec::new(burn::backend::Shape::new([*len]), DType::U32))]
@@ -231,6 +275,57 @@ mod flex {
             outputs(mask, &counts, bool_dtype, &device)
         }
 
+        fn drop_grow(
+            weights: FloatTensor<Self>,
+            mask: BoolTensor<Self>,
+            scores: FloatTensor<Self>,
+            grow_by: GrowBy,
+            segments: Vec<DropGrowSegment>,
+            allow_regrow: bool,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, BoolTensor<Self>, IntTensor<Self>) {
+            let device = weights.device();
+            let mask = bools(mask);
+            let random = matches!(grow_by, GrowBy::Random { .. });
+            let decide = |w: &[f32], s: Option<&[f32]>| {
+                cpu::drop_grow_counts(w, &mask, s, grow_by, &segments, allow_regrow)
+                    .expect("layout validated by the caller")
+            };
+            let flags = if random {
+                with_f32(weights, |w| decide(w, None))
+            } else {
+                with_f32(weights, |w| with_f32(scores, |s| decide(w, Some(s))))
+            };
+            let counts: Vec<u32> = flags
+                .outcomes
+                .iter()
+                .flat_map(|o| {
+                    [
+                        o.keep.nan,
+                        o.keep.available,
+                        o.grow.nan,
+                        o.grow.available,
+                        0,
+                        o.new,
+                    ]
+                    .map(|c| c as u32)
+                })
+                .collect();
+            let m = counts.len();
+            let to_tensor = |v: Vec<bool>| {
+                let n = v.len();
+                Flex::bool_from_data(
+                    TensorData::new(v, [n]).convert_dtype(DType::Bool(bool_dtype)),
+                    &device,
+                )
+            };
+            (
+                to_tensor(flags.mask),
+                to_tensor(flags.reset),
+                Flex::int_from_data(TensorData::new(counts, [m]), &device),
+            )
+        }
+
         fn philox_u32(
             anchor: FloatTensor<Self>,
             len: usize,
@@ -250,6 +345,7 @@ mod flex {
 mod cube {
     use super::*;
     use crate::launch::{self, Keys, Span};
+    use burn::backend::ops::{BoolTensorOps, IntTensorOps};
     use burn_cubecl::{CubeBackend, tensor::CubeTensor};
 
     fn spans(segments: &[Segment]) -> Vec<Span> {
@@ -360,6 +456,76 @@ mod cube {
                 step,
                 &segments,
                 bool_dtype,
+            )
+        }
+
+        /// The two selections of the kernels, joined by Bool passes; the new connections are
+        /// counted by a third selection that takes nothing (`k = 0`) among them, whose
+        /// per-segment `available` count is their number (every new connection has a non-NaN
+        /// grow key).
+        fn drop_grow(
+            weights: FloatTensor<Self>,
+            mask: BoolTensor<Self>,
+            scores: FloatTensor<Self>,
+            grow_by: GrowBy,
+            segments: Vec<DropGrowSegment>,
+            allow_regrow: bool,
+            bool_dtype: BoolDType,
+        ) -> (BoolTensor<Self>, BoolTensor<Self>, IntTensor<Self>) {
+            let dtype = DType::Bool(bool_dtype);
+            let spans = |k: fn(&DropGrowSegment) -> usize| -> Vec<Span> {
+                segments
+                    .iter()
+                    .map(|s| Span {
+                        offset: s.offset,
+                        len: s.len,
+                        k: k(s),
+                    })
+                    .collect()
+            };
+            let len = weights.meta.shape().num_elements();
+            let grow_keys = || match grow_by {
+                GrowBy::Scores => Keys::F32(scores.clone()),
+                GrowBy::Magnitude => Keys::F32Abs(scores.clone()),
+                GrowBy::Random { seed, step } => {
+                    let streams: Vec<(usize, usize, u32)> = segments
+                        .iter()
+                        .map(|s| (s.offset, s.len, s.stream))
+                        .collect();
+                    Keys::U32(launch::philox_u32(&weights, len, seed, step, &streams))
+                }
+            };
+            let (kept, keep_counts) = launch::segmented_select(
+                Keys::F32Abs(weights.clone()),
+                Some(mask.clone()),
+                &spans(|s| s.keep),
+                dtype,
+            );
+            let not_kept = Self::bool_not(kept.clone());
+            let eligible = if allow_regrow {
+                not_kept
+            } else {
+                Self::bool_and(not_kept, Self::bool_not(mask.clone()))
+            };
+            let (grown, grow_counts) =
+                launch::segmented_select(grow_keys(), Some(eligible), &spans(|s| s.grow), dtype);
+            let reset = Self::bool_and(grown.clone(), Self::bool_not(mask));
+            let (_, new_counts) =
+                launch::segmented_select(grow_keys(), Some(reset.clone()), &spans(|_| 0), dtype);
+            let new_mask = Self::bool_or(kept, grown);
+            let n = segments.len();
+            let counts = Self::int_cat(
+                vec![
+                    Self::int_reshape(keep_counts, burn::backend::Shape::new([n, 2])),
+                    Self::int_reshape(grow_counts, burn::backend::Shape::new([n, 2])),
+                    Self::int_reshape(new_counts, burn::backend::Shape::new([n, 2])),
+                ],
+                1,
+            );
+            (
+                new_mask,
+                reset,
+                Self::int_reshape(counts, burn::backend::Shape::new([n * DROP_GROW_COUNTS])),
             )
         }
 

@@ -5,6 +5,7 @@
 //! infinities and NaN, empty segments, gaps, eligibility masks, 1 and 54 segments (the weight
 //! tensors of ResNet-50).
 
+use crate::cpu_reference::drop_grow::{DropGrowSegment, GrowBy};
 use crate::cpu_reference::top_k_mask::Segment;
 
 /// How the scores of a problem are drawn.
@@ -334,6 +335,104 @@ fn problems(keep: impl Fn(usize) -> bool) -> Vec<Problem> {
                         }
                     }
                 }
+            }
+        }
+    }
+    out
+}
+
+/// A drop-and-grow problem: weights, the current mask, grow scores, and per layer how many
+/// connections are kept and grown.
+#[derive(Clone, Debug)]
+pub struct DropGrowProblem {
+    /// A unique, descriptive name.
+    pub name: String,
+    /// The weights (dropped by magnitude).
+    pub weights: Vec<f32>,
+    /// The current mask.
+    pub mask: Vec<bool>,
+    /// The grow scores (unused by random growth).
+    pub scores: Vec<f32>,
+    /// How grown positions are ranked.
+    pub grow_by: GrowBy,
+    /// Whether a dropped connection may be grown back in the same decision.
+    pub allow_regrow: bool,
+    /// The layers.
+    pub segments: Vec<DropGrowSegment>,
+}
+
+/// Drop-and-grow problems with at most `max_len` positions: every size of [`SIZES`], weights of
+/// five patterns (special values included), the three layouts, a 30%-dense mask, and in turn
+/// drop fractions 0, 0.3 and 1, growth by scores, magnitude and Philox samples, and regrowth
+/// allowed or not. `keep` and `grow` are what an update asks (`n_active - int(n_active * f)`
+/// and `int(n_active * f)`), bounded by what the layer has.
+pub fn drop_grow_catalogue(max_len: usize) -> Vec<DropGrowProblem> {
+    let weight_patterns = [
+        Pattern::Uniform,
+        Pattern::Magnitude,
+        Pattern::FewDistinct,
+        Pattern::Specials,
+        Pattern::AllEqual,
+    ];
+    let grow = [
+        GrowBy::Scores,
+        GrowBy::Magnitude,
+        GrowBy::Random { seed: 5, step: 40 },
+    ];
+    let mut out = Vec::new();
+    let mut turn = 0usize;
+    for &n in SIZES.iter().filter(|&&n| n <= max_len) {
+        for &pattern in &weight_patterns {
+            for &layout in &[Layout::Single, Layout::ResNet50, Layout::Gapped] {
+                if n < 54 && layout == Layout::ResNet50 {
+                    continue;
+                }
+                turn += 1;
+                let seed = 1000 + turn as u64;
+                let fraction = [0.3, 0.0, 1.0][turn % 3];
+                let grow_by = grow[(turn / 3) % 3];
+                let allow_regrow = turn.is_multiple_of(2);
+                let weights = scores(pattern, n, seed);
+                let mask = eligibility(n, seed, 0.3);
+                let grow_pattern = [Pattern::FewDistinct, Pattern::Uniform][turn % 2];
+                let grow_scores = scores(grow_pattern, n, seed + 1);
+                let segments = spans(layout, n)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (offset, len))| {
+                        let range = offset..offset + len;
+                        let active = range.clone().filter(|&i| mask[i]).count();
+                        let usable = range
+                            .clone()
+                            .filter(|&i| mask[i] && !weights[i].is_nan())
+                            .count();
+                        let prune = (active as f64 * fraction).floor() as usize;
+                        let keep = (active - prune).min(usable);
+                        let candidates = if allow_regrow {
+                            len - keep
+                        } else {
+                            len - active
+                        };
+                        DropGrowSegment {
+                            offset,
+                            len,
+                            keep,
+                            grow: prune.min(candidates),
+                            stream: crate::stream_id(&format!("layer{i}.weight")),
+                        }
+                    })
+                    .collect();
+                out.push(DropGrowProblem {
+                    name: format!(
+                        "drop-grow {pattern:?}/{layout:?}/n={n}/drop={fraction}/{grow_by:?}/regrow={allow_regrow}"
+                    ),
+                    weights,
+                    mask,
+                    scores: grow_scores,
+                    grow_by,
+                    allow_regrow,
+                    segments,
+                });
             }
         }
     }

@@ -23,7 +23,7 @@ pub struct Selection {
 /// The largest flat buffer the kernels address (positions are `u32` on the device).
 pub const MAX_POSITIONS: usize = u32::MAX as usize;
 
-fn check_layout(
+pub(crate) fn check_layout(
     spans: impl Iterator<Item = (usize, usize)>,
     total: usize,
     eligible: Option<usize>,
@@ -80,7 +80,7 @@ fn read_counts(
     Ok(nan)
 }
 
-fn restore_autodiff(mask: Tensor<1, Bool>, autodiff: bool) -> Tensor<1, Bool> {
+pub(crate) fn restore_autodiff(mask: Tensor<1, Bool>, autodiff: bool) -> Tensor<1, Bool> {
     if autodiff { mask.autodiff() } else { mask }
 }
 

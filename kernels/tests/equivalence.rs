@@ -1,15 +1,18 @@
 //! Equivalence with the CPU reference, bit for bit, over the problem catalogue: the fast CPU
 //! path, the CPU backend through the tensor API and, with the `wgpu` feature, the CubeCL
-//! kernels on wgpu.
+//! kernels on wgpu; for the selections and for the drop-and-grow decision.
 //!
 //! The catalogue's sizes above 100,000 (10^6, 2.5 x 10^6, 10^7) are checked one size at a time,
 //! and the ResNet-50 problem (54 segments, 25.5M positions) on wgpu.
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use rigl_kernels::catalogue::{Problem, SIZES, catalogue, catalogue_of_size};
+use rigl_kernels::catalogue::{
+    DropGrowProblem, Problem, SIZES, catalogue, catalogue_of_size, drop_grow_catalogue,
+};
+use rigl_kernels::cpu_reference::drop_grow::drop_grow as drop_grow_reference;
 use rigl_kernels::cpu_reference::random_mask::segmented_random_top_k_mask;
 use rigl_kernels::cpu_reference::top_k_mask::segmented_top_k_mask as reference;
-use rigl_kernels::{RandomSegment, SelectError, cpu};
+use rigl_kernels::{GrowBy, Growth, RandomSegment, SelectError, cpu};
 
 fn bools(t: Tensor<1, Bool>) -> Vec<bool> {
     t.into_data()
@@ -134,6 +137,48 @@ fn check_random(problems: &[Problem], device: &Device) {
     }
 }
 
+/// The drop-and-grow decision on `device` equals the reference: masks, new connections, counts.
+fn check_drop_grow(problems: &[DropGrowProblem], device: &Device) {
+    for p in problems {
+        let expect = drop_grow_reference(
+            &p.weights,
+            &p.mask,
+            Some(&p.scores),
+            p.grow_by,
+            &p.segments,
+            p.allow_regrow,
+        )
+        .unwrap();
+        let n = p.weights.len();
+        let floats = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), device);
+        let growth = match p.grow_by {
+            GrowBy::Scores => Growth::Scores(floats(&p.scores)),
+            GrowBy::Magnitude => Growth::Magnitude(floats(&p.scores)),
+            GrowBy::Random { seed, step } => Growth::Random { seed, step },
+        };
+        let mask = Tensor::<1, Bool>::from_data(TensorData::new(p.mask.clone(), [n]), device);
+        let got = rigl_kernels::drop_grow(
+            floats(&p.weights),
+            mask,
+            growth,
+            &p.segments,
+            p.allow_regrow,
+        )
+        .unwrap();
+        assert!(
+            bools(got.mask) == expect.mask,
+            "{} mask on {device:?}",
+            p.name
+        );
+        assert!(
+            bools(got.reset) == expect.reset,
+            "{} reset on {device:?}",
+            p.name
+        );
+        assert_eq!(got.counts, expect.counts, "{} on {device:?}", p.name);
+    }
+}
+
 fn check_errors(device: &Device) {
     let scores = Tensor::<1>::from_data(
         TensorData::new(vec![f32::NAN, 1.0, 2.0, f32::NAN], [4]),
@@ -166,6 +211,7 @@ fn cpu_backend_equals_reference() {
     check_device(&catalogue(4_097), &device, false);
     check_device(&catalogue(100_000), &device, true);
     check_random(&catalogue(4_097), &device);
+    check_drop_grow(&drop_grow_catalogue(100_000), &device);
     check_errors(&device);
 }
 
@@ -210,6 +256,7 @@ mod wgpu {
         check_device(&problems, &device, false);
         check_device(&problems, &device, true);
         check_random(&catalogue(4_097), &device);
+        check_drop_grow(&drop_grow_catalogue(100_000), &device);
         check_errors(&device);
     }
 

@@ -1,7 +1,9 @@
 //! The fast CPU path: what the CPU backend runs, equal to [`crate::cpu_reference`] bit for bit.
 
+pub mod drop_grow;
 pub mod radix_select;
 
+pub use drop_grow::{DropGrowFlags, DropGrowOutcome, drop_grow, drop_grow_counts};
 pub use radix_select::{
     SegmentCounts, philox_u32, segmented_random_top_k_counts, segmented_random_top_k_mask,
     segmented_top_k_counts, segmented_top_k_counts_abs, segmented_top_k_counts_u32,

@@ -35,7 +35,7 @@ fn digit_bits(len: usize) -> u32 {
 }
 
 /// Where the keys of a segment come from.
-trait KeySource: Sync {
+pub(crate) trait KeySource: Sync {
     /// Whether a key costs about as much as reading it: then ineligible positions are computed
     /// and weighted by zero (branch-free, for random eligibility masks) instead of skipped.
     const CHEAP: bool;
@@ -44,7 +44,7 @@ trait KeySource: Sync {
     fn key(&self, i: usize, local: usize) -> Option<u32>;
 }
 
-struct F32Keys<'a>(&'a [f32]);
+pub(crate) struct F32Keys<'a>(pub(crate) &'a [f32]);
 
 impl KeySource for F32Keys<'_> {
     const CHEAP: bool = true;
@@ -56,7 +56,7 @@ impl KeySource for F32Keys<'_> {
 }
 
 /// `f32` scores compared by magnitude: the key of `|x|`.
-struct AbsF32Keys<'a>(&'a [f32]);
+pub(crate) struct AbsF32Keys<'a>(pub(crate) &'a [f32]);
 
 impl KeySource for AbsF32Keys<'_> {
     const CHEAP: bool = true;
@@ -78,10 +78,10 @@ impl KeySource for U32Keys<'_> {
     }
 }
 
-struct PhiloxKeys {
-    generator: Philox,
-    stream: u32,
-    step: u32,
+pub(crate) struct PhiloxKeys {
+    pub(crate) generator: Philox,
+    pub(crate) stream: u32,
+    pub(crate) step: u32,
 }
 
 impl KeySource for PhiloxKeys {
@@ -122,7 +122,7 @@ fn mark_best(mut packed: Vec<u64>, k: usize, out: &mut [bool]) {
 
 /// Select the top `k` of one segment: `out` is the segment's slice of the mask, `offset` its
 /// first flat position. Only sets flags; a `k` above the available count selects nothing.
-fn select_segment<S: KeySource>(
+pub(crate) fn select_segment<S: KeySource>(
     source: &S,
     eligible: Option<&[bool]>,
     offset: usize,
@@ -269,7 +269,7 @@ fn disjoint_in_order(spans: &[(usize, usize)]) -> bool {
     spans.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0)
 }
 
-fn check_bounds(spans: &[(usize, usize)], total: usize) -> Result<(), SelectError> {
+pub(crate) fn check_bounds(spans: &[(usize, usize)], total: usize) -> Result<(), SelectError> {
     for (si, &(offset, len)) in spans.iter().enumerate() {
         let end = offset.saturating_add(len);
         if end > total {
@@ -287,7 +287,11 @@ fn check_bounds(spans: &[(usize, usize)], total: usize) -> Result<(), SelectErro
 }
 
 /// Run `select` on every segment, in parallel when the segments are disjoint.
-fn for_each_segment<F>(spans: &[(usize, usize)], mask: &mut [bool], select: F) -> Vec<SegmentCounts>
+pub(crate) fn for_each_segment<F>(
+    spans: &[(usize, usize)],
+    mask: &mut [bool],
+    select: F,
+) -> Vec<SegmentCounts>
 where
     F: Fn(usize, &mut [bool]) -> SegmentCounts + Sync,
 {
@@ -377,7 +381,7 @@ fn segmented_counts<S: KeySource>(
     Ok((mask, counts))
 }
 
-fn check_eligible(eligible: Option<&[bool]>, len: usize) -> Result<(), SelectError> {
+pub(crate) fn check_eligible(eligible: Option<&[bool]>, len: usize) -> Result<(), SelectError> {
     match eligible {
         Some(e) if e.len() != len => Err(SelectError::EligibleLength {
             eligible: e.len(),

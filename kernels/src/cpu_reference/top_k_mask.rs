@@ -76,6 +76,12 @@ pub enum SelectError {
         /// The largest supported length.
         max: usize,
     },
+    /// A segment starts before the end of the previous one where segments must be disjoint
+    /// and in order (a drop-and-grow decision: one segment per layer).
+    OverlappingSegments {
+        /// Index of the segment.
+        segment: usize,
+    },
 }
 
 impl fmt::Display for SelectError {
@@ -104,6 +110,11 @@ impl fmt::Display for SelectError {
             SelectError::TooManyPositions { len, max } => write!(
                 f,
                 "the buffer has {len} positions; at most {max} are supported"
+            ),
+            SelectError::OverlappingSegments { segment } => write!(
+                f,
+                "segment {segment} starts before the end of the previous one; the segments of a \
+                 drop-and-grow decision must be disjoint and in order"
             ),
         }
     }

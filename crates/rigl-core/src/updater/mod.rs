@@ -273,7 +273,8 @@ impl UpdateInput {
         let segment = match source {
             SelectError::KTooLarge { segment, .. }
             | SelectError::SegmentOutOfBounds { segment, .. }
-            | SelectError::SegmentTooLong { segment, .. } => Some(segment),
+            | SelectError::SegmentTooLong { segment, .. }
+            | SelectError::OverlappingSegments { segment } => Some(segment),
             SelectError::EligibleLength { .. } | SelectError::TooManyPositions { .. } => None,
         };
         let path = segment
