@@ -504,18 +504,27 @@ impl SparseTrainer {
         }
         let decision = updater.update(&ctx, &input)?;
 
-        // Per-layer counts of the decision, read back in one transfer.
-        let dropped = input
-            .mask
-            .clone()
-            .bool_and(decision.mask.clone().bool_not());
-        let mut parts = Vec::with_capacity(3 * input.layers.len());
-        for s in &input.layers {
-            for t in [&decision.mask, &decision.reset, &dropped] {
-                parts.push(t.clone().narrow(0, s.offset, s.len));
+        // Per-layer counts of the decision: from the updater when it counted them, otherwise
+        // from the masks, read back in one transfer.
+        let counts: Vec<usize> = match &decision.changes {
+            Some(changes) => changes
+                .iter()
+                .flat_map(|c| [c.active, c.reset, c.dropped])
+                .collect(),
+            None => {
+                let dropped = input
+                    .mask
+                    .clone()
+                    .bool_and(decision.mask.clone().bool_not());
+                let mut parts = Vec::with_capacity(3 * input.layers.len());
+                for s in &input.layers {
+                    for t in [&decision.mask, &decision.reset, &dropped] {
+                        parts.push(t.clone().narrow(0, s.offset, s.len));
+                    }
+                }
+                count_true(parts)
             }
-        }
-        let counts = count_true(parts);
+        };
         let mut new_masks = HashMap::new();
         let mut resets = HashMap::new();
         let mut slot_resets = Vec::new();

@@ -9,43 +9,24 @@
 //! new connections = mask2 & !old_mask              (dropped-and-regrown ones keep weight and state)
 //! ```
 //!
-//! Each of the two selections is one segmented top-k over every layer
-//! ([`rigl_kernels::segmented_top_k_mask`], or [`rigl_kernels::random_top_k_mask`] for random
-//! growth): a radix select on the device, not a sort. Ties in the drop and grow scores are
+//! The whole decision of every layer is one call of [`rigl_kernels::drop_grow`]: two segmented
+//! radix selects (not sorts) on the device, the Bool logic, and the per-layer counts. Ties in the drop and grow scores are
 //! broken deterministically by the lower index (the reference adds tiny random noise instead),
 //! so an update is a pure function of its inputs, the same on every device.
 
-use super::{UpdateDecision, UpdateInput};
+use super::{LayerChange, UpdateDecision, UpdateInput};
 use crate::error::Result;
-use burn::tensor::Tensor;
-use rigl_kernels::{random_top_k_mask, segmented_top_k_mask, segmented_top_k_mask_abs};
+use rigl_kernels::{DropGrowSegment, stream_id};
 
-/// Scores by which positions are grown.
-// Built once per update and moved, never copied: the size difference does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
-pub enum GrowScores {
-    /// One score per position of the input's buffers; larger is better.
-    Float(Tensor<1>),
-    /// One value per position; larger magnitude is better (RigL's gradient, SNFS's moving
-    /// average). Selected without computing `|x|` first.
-    Magnitude(Tensor<1>),
-    /// The counter-based generator at `(seed, stream of the layer's path, step, index)`;
-    /// larger samples win.
-    Random {
-        /// Seed of the generator.
-        seed: u64,
-        /// Step of the generator's key.
-        step: u32,
-    },
-}
+pub use rigl_kernels::Growth;
 
 /// Number of connections dropped at drop fraction `f`: `int(n_ones * f)`.
 pub fn n_prune(n_ones: usize, drop_fraction: f64) -> usize {
     (n_ones as f64 * drop_fraction).floor() as usize
 }
 
-/// One drop-and-grow update of every layer of `input`.
+/// One drop-and-grow update of every layer of `input`: one call of [`rigl_kernels::drop_grow`],
+/// which also reports what changed in each layer.
 ///
 /// With `allow_regrow == false` (a documented variant used by other implementations), a
 /// connection dropped in this update cannot be grown back in the same update.
@@ -56,44 +37,44 @@ pub fn n_prune(n_ones: usize, drop_fraction: f64) -> usize {
 pub fn drop_and_grow(
     input: &UpdateInput,
     drop_fraction: f64,
-    grow: GrowScores,
+    grow: Growth,
     allow_regrow: bool,
 ) -> Result<UpdateDecision> {
-    let prune = |n_active: usize| n_prune(n_active, drop_fraction);
-    let keep = input.segments(|l| l.n_active - prune(l.n_active));
-    let mask1 = segmented_top_k_mask_abs(input.weights.clone(), Some(input.mask.clone()), &keep)
-        .map_err(|e| input.select_error(e))?
-        .mask;
-    let not_kept = mask1.clone().bool_not();
-    let eligible = if allow_regrow {
-        not_kept
-    } else {
-        not_kept.bool_and(input.mask.clone().bool_not())
-    };
-    let mask2 = match grow {
-        GrowScores::Float(scores) => {
-            let segments = input.segments(|l| prune(l.n_active));
-            segmented_top_k_mask(scores, Some(eligible), &segments)
-                .map_err(|e| input.select_error(e))?
-                .mask
-        }
-        GrowScores::Magnitude(values) => {
-            let segments = input.segments(|l| prune(l.n_active));
-            segmented_top_k_mask_abs(values, Some(eligible), &segments)
-                .map_err(|e| input.select_error(e))?
-                .mask
-        }
-        GrowScores::Random { seed, step } => {
-            let segments = input.random_segments(|l| prune(l.n_active));
-            let device = input.device();
-            random_top_k_mask(seed, step, input.len(), Some(eligible), &segments, &device)
-                .map_err(|e| input.select_error(e))?
-        }
-    };
-    let reset = mask2.clone().bool_and(input.mask.clone().bool_not());
+    let segments: Vec<DropGrowSegment> = input
+        .layers
+        .iter()
+        .map(|l| {
+            let prune = n_prune(l.n_active, drop_fraction);
+            DropGrowSegment {
+                offset: l.offset,
+                len: l.len,
+                keep: l.n_active - prune,
+                grow: prune,
+                stream: stream_id(&l.path),
+            }
+        })
+        .collect();
+    let d = rigl_kernels::drop_grow(
+        input.weights.clone(),
+        input.mask.clone(),
+        grow,
+        &segments,
+        allow_regrow,
+    )
+    .map_err(|e| input.select_error(e))?;
     Ok(UpdateDecision {
-        mask: mask1.bool_or(mask2),
-        reset,
+        mask: d.mask,
+        reset: d.reset,
+        changes: Some(
+            d.counts
+                .iter()
+                .map(|c| LayerChange {
+                    active: c.active,
+                    reset: c.new,
+                    dropped: c.dropped,
+                })
+                .collect(),
+        ),
     })
 }
 
@@ -101,7 +82,7 @@ pub fn drop_and_grow(
 mod tests {
     use super::*;
     use crate::updater::HostLayer;
-    use burn::tensor::Device;
+    use burn::tensor::{Device, Tensor};
 
     fn input(layers: &[(&str, &[f32], &[bool])]) -> UpdateInput {
         let host: Vec<HostLayer<'_>> = layers
@@ -118,9 +99,9 @@ mod tests {
         UpdateInput::from_host(&host, &Device::default())
     }
 
-    fn scores(v: &[f32]) -> GrowScores {
+    fn scores(v: &[f32]) -> Growth {
         let data = burn::tensor::TensorData::new(v.to_vec(), [v.len()]);
-        GrowScores::Float(Tensor::from_data(data, &Device::default()))
+        Growth::Scores(Tensor::from_data(data, &Device::default()))
     }
 
     #[test]
@@ -175,7 +156,7 @@ mod tests {
         let w = [1.0, 2.0, 3.0];
         let m = [true, true, true];
         let x = input(&[("w", &w, &m)]);
-        let d = drop_and_grow(&x, 0.3, GrowScores::Random { seed: 0, step: 1 }, true).unwrap();
+        let d = drop_and_grow(&x, 0.3, Growth::Random { seed: 0, step: 1 }, true).unwrap();
         assert_eq!(d.to_host().0, m);
     }
 

@@ -41,6 +41,7 @@ impl MaskUpdater for GradualPruning {
         Ok(UpdateDecision {
             reset: input.nothing(),
             mask,
+            changes: None,
         })
     }
 }

@@ -316,6 +316,17 @@ impl UpdateInput {
     }
 }
 
+/// What an update did to one layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerChange {
+    /// Active connections after the update.
+    pub active: usize,
+    /// Positions reset (see [`UpdateDecision::reset`]).
+    pub reset: usize,
+    /// Connections switched off.
+    pub dropped: usize,
+}
+
 /// What an update decides, over the flat buffers of its [`UpdateInput`].
 #[derive(Clone, Debug)]
 pub struct UpdateDecision {
@@ -324,6 +335,9 @@ pub struct UpdateDecision {
     /// Positions whose weight is set to the grow initialisation and whose optimizer slots are
     /// zeroed: the new connections (and, for `static_rezero`, the re-zeroed weights).
     pub reset: Tensor<1, Bool>,
+    /// Per layer, what changed, when the decision counted it (drop and grow do); otherwise the
+    /// trainer counts it from the masks.
+    pub changes: Option<Vec<LayerChange>>,
 }
 
 impl UpdateDecision {

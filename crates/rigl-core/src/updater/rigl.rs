@@ -6,7 +6,7 @@
 //! mask and the step counter does not advance (see
 //! [`DstConfig::train_on_update_steps`](crate::DstConfig::train_on_update_steps)).
 
-use super::drop_grow::{GrowScores, drop_and_grow};
+use super::drop_grow::{Growth, drop_and_grow};
 use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::Result;
 
@@ -31,7 +31,7 @@ impl MaskUpdater for Rigl {
         drop_and_grow(
             input,
             ctx.drop_fraction,
-            GrowScores::Magnitude(grad),
+            Growth::Magnitude(grad),
             ctx.allow_regrow,
         )
     }

@@ -19,6 +19,7 @@ impl MaskUpdater for Scratch {
         Ok(UpdateDecision {
             mask: input.mask.clone(),
             reset: input.nothing(),
+            changes: None,
         })
     }
 }

@@ -3,7 +3,7 @@
 //! Random growth scores are Philox samples keyed by `(seed, parameter path, step + 1)` (step 0
 //! of the stream keys the initial mask), so growth is reproducible for a seed on every device.
 
-use super::drop_grow::{GrowScores, drop_and_grow};
+use super::drop_grow::{Growth, drop_and_grow};
 use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::Result;
 
@@ -21,7 +21,7 @@ impl MaskUpdater for Set {
     }
 
     fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
-        let grow = GrowScores::Random {
+        let grow = Growth::Random {
             seed: ctx.seed,
             step: growth_stream_step(ctx.step),
         };

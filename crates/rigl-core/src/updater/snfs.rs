@@ -3,7 +3,7 @@
 //! average is updated every step, `avg = 0.9 * avg + 0.1 * g`, with no redistribution of
 //! density between layers.
 
-use super::drop_grow::{GrowScores, drop_and_grow};
+use super::drop_grow::{Growth, drop_and_grow};
 use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::Result;
 
@@ -24,7 +24,7 @@ impl MaskUpdater for Snfs {
         drop_and_grow(
             input,
             ctx.drop_fraction,
-            GrowScores::Magnitude(average),
+            Growth::Magnitude(average),
             ctx.allow_regrow,
         )
     }

@@ -36,6 +36,7 @@ impl MaskUpdater for Snip {
         Ok(UpdateDecision {
             reset: input.nothing(),
             mask,
+            changes: None,
         })
     }
 }

@@ -23,6 +23,7 @@ impl MaskUpdater for StaticRezero {
         Ok(UpdateDecision {
             reset: input.mask.clone().bool_and(kept.bool_not()),
             mask: input.mask.clone(),
+            changes: None,
         })
     }
 }
