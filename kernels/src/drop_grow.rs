@@ -2,7 +2,7 @@
 //!
 //! One call decides every layer: which active connections are kept (largest |weight|), which
 //! positions are grown (by score, by magnitude or at random), the new connections, and per
-//! layer what changed. On the CPU backend the fast CPU path ([`crate::cpu::drop_grow`]) reads
+//! layer what changed. On the CPU backend the fast CPU path ([`crate::cpu::drop_grow()`]) reads
 //! the tensors in place and makes the whole decision and its counts in a few passes; on wgpu and
 //! CUDA the selection kernels run on the device and only the per-layer counts come back. Equal
 //! to [`crate::cpu_reference::drop_grow`] bit for bit on every device.

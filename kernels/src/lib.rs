@@ -8,9 +8,13 @@
 //!   counter-based random keys; [`philox_u32`] returns the keys. They run on any Burn device
 //!   through the [`backend::SelectBackend`] extension: the CubeCL kernels on wgpu and CUDA
 //!   (features `wgpu`, `cuda`), the fast CPU path on the CPU backend.
+//! - [`drop_grow`](mod@drop_grow): the drop-and-grow decision of SET, SNFS and RigL for every
+//!   layer in one call ([`drop_grow()`]): both selections, the new mask, the new connections and
+//!   per-layer counts.
 //! - [`cpu_reference`]: the specification, written for clarity. Every other path equals it bit
 //!   for bit: [`cpu_reference::philox`] (Philox-4x32-10 keyed by `(seed, segment, step,
-//!   index)`), [`cpu_reference::top_k_mask`], [`cpu_reference::random_mask`].
+//!   index)`), [`cpu_reference::top_k_mask`], [`cpu_reference::random_mask`],
+//!   [`cpu_reference::drop_grow`].
 //! - [`cpu`]: the fast CPU path (a radix select on order-preserving keys, parallel).
 //! - `components` and `launch` (with the `wgpu` or `cuda` feature): the CubeCL kernels (digit
 //!   histograms in shared memory with `u32` atomics, a scan over bins, a mask pass, Philox) and

@@ -4,7 +4,7 @@
 //! by jaxpruner):
 //!
 //! - [`Distribution::Uniform`]: every layer gets the global sparsity (the reference's `random`).
-//! - [`Distribution::ErdosRenyi`] and [`Distribution::ErdosRenyiKernel`]: layer density is
+//! - [`Distribution::Er`] and [`Distribution::Erk`]: layer density is
 //!   proportional to a raw score, `(n_in + n_out) / (n_in * n_out)` for ER and
 //!   `(sum(shape) / prod(shape))^power` for ERK, scaled by one `eps` so that the total number
 //!   of active weights equals the uniform budget `sum(N - floor(s * N))` (rounded per layer).

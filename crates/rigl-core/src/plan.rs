@@ -63,7 +63,7 @@ impl SparsityPlan {
     /// Any [`SparsityConfig::validate`] error; [`SparsityError::UnmatchedPattern`] for an
     /// include or custom pattern that matches no kernel; [`SparsityError::EmptySelection`]
     /// when nothing is left to mask; distribution errors from
-    /// [`distribute`](crate::distribution::distribute).
+    /// [`crate::distribution::distribute`].
     pub fn build(kernels: &[(String, LayerShape)], config: &SparsityConfig) -> Result<Self> {
         config.validate()?;
         let available = || {

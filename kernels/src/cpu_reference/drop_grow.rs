@@ -13,8 +13,8 @@
 //! Both selections are [`segmented_top_k_mask`] (ties to the lower index, NaN never selected);
 //! random growth is [`segmented_random_top_k_mask`] with the segment's stream. Positions outside
 //! every segment are not part of any layer: they end up inactive. Segments must be disjoint and
-//! in order. This function composes the two selections; [`crate::cpu::drop_grow`] computes the
-//! same decision and counts in fewer passes, and [`crate::drop_grow`] runs it on any device.
+//! in order. This function composes the two selections; [`crate::cpu::drop_grow()`] computes the
+//! same decision and counts in fewer passes, and [`crate::drop_grow()`] runs it on any device.
 
 use super::random_mask::{RandomSegment, segmented_random_top_k_mask};
 use super::top_k_mask::{Segment, SelectError, segmented_top_k_mask};

@@ -9,7 +9,7 @@
 //! new connections = mask2 & !old_mask              (dropped-and-regrown ones keep weight and state)
 //! ```
 //!
-//! The whole decision of every layer is one call of [`rigl_kernels::drop_grow`]: two segmented
+//! The whole decision of every layer is one call of [`rigl_kernels::drop_grow()`]: two segmented
 //! radix selects (not sorts) on the device, the Bool logic, and the per-layer counts. Ties in the drop and grow scores are
 //! broken deterministically by the lower index (the reference adds tiny random noise instead),
 //! so an update is a pure function of its inputs, the same on every device.
@@ -25,7 +25,7 @@ pub fn n_prune(n_ones: usize, drop_fraction: f64) -> usize {
     (n_ones as f64 * drop_fraction).floor() as usize
 }
 
-/// One drop-and-grow update of every layer of `input`: one call of [`rigl_kernels::drop_grow`],
+/// One drop-and-grow update of every layer of `input`: one call of [`rigl_kernels::drop_grow()`],
 /// which also reports what changed in each layer.
 ///
 /// With `allow_regrow == false` (a documented variant used by other implementations), a
