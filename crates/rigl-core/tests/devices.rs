@@ -13,7 +13,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData};
 use rigl_core::mask::bools_to_host;
 use rigl_core::updater::{HostLayer, UpdateContext, UpdateInput};
-use rigl_core::{DstConfig, MaskInit, Method, SparseTrainer, Sparsify, SparsityConfig};
+use rigl_core::{
+    DstConfig, MaskInit, Method, SparseSgdConfig, SparseTrainer, Sparsify, SparsityConfig,
+};
 use rigl_kernels::Philox;
 
 fn wgpu() -> Device {
@@ -144,6 +146,60 @@ fn initial_masks_on_wgpu_equal_the_cpu() {
         let got = masks(&model.clone().to_device(&gpu).sparsify(&config).unwrap());
         assert_eq!(got, expect, "{init:?} initial masks differ on wgpu");
     }
+}
+
+/// `SparseSgd` on the device: the same masks and weights as Burn's SGD through every update,
+/// and its velocity zeroed at the new connections there.
+#[test]
+fn sparse_sgd_on_wgpu_equals_burn_sgd() {
+    let device = wgpu().autodiff();
+    let momentum = MomentumConfig::new()
+        .with_nesterov(true)
+        .with_dampening(0.0);
+    let dst = DstConfig::new(Method::Rigl)
+        .with_frequency(2)
+        .with_end_step(8);
+    let net = Mlp::new(&device);
+    let sparsity = SparsityConfig::erk(0.8);
+    let (mut a, mut ta) = SparseTrainer::init(net.clone(), &sparsity, dst.clone()).unwrap();
+    let (mut b, mut tb) = SparseTrainer::init(net, &sparsity, dst).unwrap();
+    let mut burn = SgdConfig::new()
+        .with_momentum(Some(momentum.clone()))
+        .init();
+    let mut ours = SparseSgdConfig::new().with_momentum(Some(momentum)).init();
+    let mut new_connections = 0;
+    for i in 0..10 {
+        let ga = a.grads(i, &device);
+        a = ta.step(a, &mut burn, 0.1, ga).unwrap().model;
+        let before = masks(&b);
+        let gb = b.grads(i, &device);
+        b = tb.step(b, &mut ours, 0.1, gb).unwrap().model;
+        assert_eq!(masks(&a), masks(&b), "masks at call {i}");
+        for (l, old) in b.sparse_layers().into_iter().zip(before) {
+            let Some(v) = ours.velocity(l.id) else {
+                continue;
+            };
+            let v: Vec<f32> = v.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+            let m = bools_to_host(l.mask.unwrap());
+            for ((v, m), o) in v.iter().zip(&m).zip(&old) {
+                if *m && !*o {
+                    assert_eq!(*v, 0.0, "velocity at a new connection, call {i}");
+                    new_connections += 1;
+                }
+            }
+        }
+    }
+    assert!(new_connections > 0);
+    let w = |m: &Mlp| -> Vec<f32> {
+        m.fc2
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(w(&a), w(&b), "weights after 10 calls");
 }
 
 #[test]
