@@ -161,55 +161,11 @@ pub fn drop_grow(
     })
 }
 
+/// Equivalence with the reference on every device is in `tests/equivalence.rs`.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalogue::drop_grow_catalogue;
-    use crate::cpu_reference::drop_grow as reference;
     use burn::tensor::{Device, TensorData};
-
-    fn bools(t: Tensor<1, Bool>) -> Vec<bool> {
-        t.into_data()
-            .convert::<bool>()
-            .try_into_vec::<bool>()
-            .unwrap()
-    }
-
-    #[test]
-    fn cpu_backend_equals_reference() {
-        let device = Device::flex().autodiff();
-        for p in drop_grow_catalogue(4_097) {
-            let expect = reference::drop_grow(
-                &p.weights,
-                &p.mask,
-                Some(&p.scores),
-                p.grow_by,
-                &p.segments,
-                p.allow_regrow,
-            )
-            .unwrap();
-            let n = p.weights.len();
-            let floats =
-                |v: &Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &device);
-            let growth = match p.grow_by {
-                GrowBy::Scores => Growth::Scores(floats(&p.scores)),
-                GrowBy::Magnitude => Growth::Magnitude(floats(&p.scores)),
-                GrowBy::Random { seed, step } => Growth::Random { seed, step },
-            };
-            let mask = Tensor::<1, Bool>::from_data(TensorData::new(p.mask.clone(), [n]), &device);
-            let got = drop_grow(
-                floats(&p.weights),
-                mask,
-                growth,
-                &p.segments,
-                p.allow_regrow,
-            )
-            .unwrap();
-            assert_eq!(bools(got.mask), expect.mask, "{}", p.name);
-            assert_eq!(bools(got.reset), expect.reset, "{}", p.name);
-            assert_eq!(got.counts, expect.counts, "{}", p.name);
-        }
-    }
 
     #[test]
     fn errors_are_typed() {

@@ -204,9 +204,8 @@ impl<M: Module + InferenceStep> InferenceStep for SparseLearnerModel<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mask::bools_to_host;
     use crate::sparsify::read_weights;
-    use crate::test_utils::{Mlp, batch_of};
+    use crate::test_utils::{Mlp, batch_of, masks};
     use crate::{Method, Sparsify};
     use burn::data::dataloader::DataLoaderBuilder;
     use burn::data::dataloader::batcher::Batcher;
@@ -260,14 +259,6 @@ mod tests {
         SgdConfig::new()
             .with_momentum(Some(MomentumConfig::new().with_nesterov(true)))
             .init()
-    }
-
-    fn masks(model: &Mlp) -> Vec<Vec<bool>> {
-        model
-            .sparse_layers()
-            .into_iter()
-            .map(|l| bools_to_host(l.mask.unwrap()))
-            .collect()
     }
 
     fn weights(model: &Mlp) -> Vec<Vec<u32>> {

@@ -47,6 +47,16 @@ impl Mlp {
     }
 }
 
+/// The masks of the sparse layers of `model`, on the host.
+pub fn masks<M: Module>(model: &M) -> Vec<Vec<bool>> {
+    use crate::Sparsify;
+    model
+        .sparse_layers()
+        .into_iter()
+        .map(|l| crate::mask::bools_to_host(l.mask.expect("a sparse layer")))
+        .collect()
+}
+
 /// A deterministic batch: Philox normals-ish inputs and labels.
 pub fn batch_of(
     index: u32,

@@ -877,7 +877,7 @@ mod tests {
     use super::*;
     use crate::mask::{bools_to_host, floats_to_host};
     use crate::sparsify::read_weights;
-    use crate::test_utils::Mlp;
+    use crate::test_utils::{Mlp, masks};
     use burn::optim::ModuleOptimizer;
     use burn::optim::momentum::MomentumConfig;
     use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
@@ -896,15 +896,6 @@ mod tests {
                     .with_dampening(0.0),
             ))
             .init()
-    }
-
-    /// Per-layer masks on the host.
-    fn masks(model: &Mlp) -> Vec<Vec<bool>> {
-        model
-            .sparse_layers()
-            .into_iter()
-            .map(|l| bools_to_host(l.mask.unwrap()))
-            .collect()
     }
 
     fn nnz(model: &Mlp) -> Vec<usize> {
