@@ -3,10 +3,11 @@
 //! The update is Burn's [`Sgd`](burn::optim::Sgd), operation for operation (weight decay added
 //! to the gradient, then momentum with dampening and optional Nesterov, then `w - lr * g`), so a
 //! run gives the same weights bit for bit as with `SgdConfig`. What differs is where the
-//! momentum lives: one flat tensor per parameter, on the parameter's device, that
-//! [`SparseOptimizer::reset_slots`] zeroes at new connections with one masked fill. Burn's
-//! module optimizer keeps its state private, and resetting it costs a host round trip of the
-//! whole state (see [`crate::optim_state`]).
+//! momentum lives: one flat tensor per parameter, on the parameter's device (a
+//! [`SlotOptimizer`] slot), that
+//! [`SparseOptimizer::reset_slots`](crate::SparseOptimizer::reset_slots) zeroes at new
+//! connections with one masked fill. Burn's module optimizer keeps its state private, and
+//! resetting it costs a host round trip of the whole state (see [`crate::optim_state`]).
 //!
 //! ```no_run
 //! # use burn::nn::{Linear, LinearConfig};
@@ -31,22 +32,16 @@
 //! # Ok(()) }
 //! ```
 
-use crate::error::{Result, SparsityError};
-use crate::optim_state::SparseOptimizer;
-use crate::param_context::ParamContext;
+use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState};
 use burn::config::Config;
-use burn::module::{Module, ModuleMapper, Param, ParamId};
-use burn::optim::GradientsParams;
+use burn::module::ParamId;
 use burn::optim::decay::{WeightDecay, WeightDecayConfig};
-use burn::optim::grad_clipping::{GradientClipping, GradientClippingConfig};
-use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::tensor::{Bool, Bytes, Device, Tensor, TensorData};
-use std::collections::HashMap;
+use burn::tensor::Tensor;
 
-/// Metadata key and value that mark a [`SparseSgd`] state.
-const FORMAT_KEY: &str = "rigl.optimizer";
-const FORMAT: &str = "sparse-sgd-1";
+/// SGD for sparse training: [`SlotOptimizer`] over [`SgdRule`] (see the module docs).
+pub type SparseSgd = SlotOptimizer<SgdRule>;
 
 /// Configuration of [`SparseSgd`]: the fields of Burn's `SgdConfig`.
 #[derive(Config, Debug)]
@@ -62,7 +57,7 @@ pub struct SparseSgdConfig {
 impl SparseSgdConfig {
     /// The optimizer, with no state yet.
     pub fn init(&self) -> SparseSgd {
-        SparseSgd {
+        let rule = SgdRule {
             weight_decay: self.weight_decay.as_ref().map(WeightDecay::new),
             momentum: self.momentum.as_ref().map(|m| Momentum {
                 // Burn keeps the factor as f32 and the dampening as f64; so does this.
@@ -70,9 +65,16 @@ impl SparseSgdConfig {
                 dampening: m.dampening,
                 nesterov: m.nesterov,
             }),
-            clipping: self.gradient_clipping.as_ref().map(|c| c.init()),
-            velocity: HashMap::new(),
-        }
+        };
+        SlotOptimizer::new(rule, self.gradient_clipping.as_ref().map(|c| c.init()))
+    }
+}
+
+impl SparseSgd {
+    /// The momentum velocity of parameter `id`, flat (row-major over the weight), once it has
+    /// taken a step with momentum.
+    pub fn velocity(&self, id: ParamId) -> Option<Tensor<1>> {
+        self.state(id).and_then(|s| s.slots.first().cloned())
     }
 }
 
@@ -83,53 +85,35 @@ struct Momentum {
     nesterov: bool,
 }
 
-/// SGD for sparse training (see the module docs).
+/// Burn's `Sgd::step` with the momentum velocity as the one slot (none without momentum).
 #[derive(Clone)]
-pub struct SparseSgd {
+pub struct SgdRule {
     weight_decay: Option<WeightDecay>,
     momentum: Option<Momentum>,
-    clipping: Option<GradientClipping>,
-    /// Per parameter, the momentum velocity, flat, without autodiff.
-    velocity: HashMap<ParamId, Tensor<1>>,
 }
 
-impl core::fmt::Debug for SparseSgd {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SparseSgd")
-            .field("momentum", &self.momentum)
-            .field("weight_decay", &self.weight_decay.is_some())
-            .field("parameters with state", &self.velocity.len())
-            .finish()
-    }
-}
+impl SlotRule for SgdRule {
+    const NAME: &'static str = "sgd";
 
-impl SparseSgd {
-    /// The momentum velocity of parameter `id`, flat (row-major over the weight), if it has
-    /// one yet.
-    pub fn velocity(&self, id: ParamId) -> Option<Tensor<1>> {
-        self.velocity.get(&id).cloned()
-    }
-
-    /// One parameter's update on the inner backend: Burn's `Sgd::step`, same operations in the
-    /// same order.
     fn update<const D: usize>(
-        &mut self,
-        id: ParamId,
+        &self,
         lr: f64,
         tensor: Tensor<D>,
         mut grad: Tensor<D>,
-    ) -> Tensor<D> {
+        state: Option<SlotState>,
+    ) -> (Tensor<D>, SlotState) {
+        let time = state.as_ref().map_or(0, |s| s.time) + 1;
         if let Some(decay) = &self.weight_decay {
             grad = decay.transform(grad, tensor.clone());
         }
+        let mut slots = Vec::new();
         if let Some(m) = self.momentum {
             let shape = grad.shape();
-            let device = grad.device();
-            let velocity = match self.velocity.remove(&id) {
+            let velocity = match state.and_then(|s| s.slots.into_iter().next()) {
                 Some(v) => grad
                     .clone()
                     .mul_scalar(1.0 - m.dampening)
-                    .add(v.to_device(&device).reshape(shape).mul_scalar(m.momentum)),
+                    .add(v.reshape(shape).mul_scalar(m.momentum)),
                 None => grad.clone(),
             };
             grad = if m.nesterov {
@@ -137,135 +121,20 @@ impl SparseSgd {
             } else {
                 velocity.clone()
             };
-            self.velocity.insert(id, velocity.reshape([-1]));
+            slots.push(velocity.reshape([-1]));
         }
-        tensor - grad.mul_scalar(lr)
-    }
-}
-
-impl SparseOptimizer for SparseSgd {
-    fn step<M: Module>(&mut self, lr: ModuleLearningRate, model: M, grads: GradientsParams) -> M {
-        let mut mapper = StepMapper {
-            sgd: self,
-            grads,
-            lr,
-            path: Vec::new(),
-        };
-        model.map(&mut mapper)
-    }
-
-    fn reset_slots(&mut self, resets: &[(ParamId, Tensor<1, Bool>)]) -> Result<usize> {
-        let mut edited = 0;
-        for (id, reset) in resets {
-            let Some(v) = self.velocity.remove(id) else {
-                continue;
-            };
-            if v.dims() != reset.dims() {
-                return Err(SparsityError::OptimizerState(format!(
-                    "the reset mask of parameter {id} has {} entries, its velocity {}",
-                    reset.dims()[0],
-                    v.dims()[0]
-                )));
-            }
-            let reset = reset.clone().without_autodiff().to_device(&v.device());
-            self.velocity.insert(*id, v.mask_fill(reset, 0.0));
-            edited += 1;
-        }
-        Ok(edited)
-    }
-
-    fn state_bytes(&self) -> Result<Bytes> {
-        let mut ids: Vec<&ParamId> = self.velocity.keys().collect();
-        ids.sort_by_key(|id| id.val());
-        let tensors = ids
-            .into_iter()
-            .map(|id| {
-                let data = self.velocity[id].clone().into_data();
-                let (bytes, shape, dtype) = data.into_parts();
-                burn_pack::Tensor::new(
-                    format!("{}.velocity", id.val()),
-                    dtype,
-                    shape,
-                    Some(id.val()),
-                    bytes,
-                )
-            })
-            .collect();
-        burn_pack::Writer::new(tensors)
-            .with_metadata(FORMAT_KEY, FORMAT)
-            .into_bytes()
-            .map_err(|e| SparsityError::OptimizerState(e.to_string()))
-    }
-
-    fn with_state_bytes(mut self, bytes: Bytes) -> Result<Self> {
-        let err = |e: &dyn ToString| SparsityError::OptimizerState(e.to_string());
-        let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| err(&e))?;
-        if reader.metadata().get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
-            return Err(err(&"not the state of a SparseSgd (no format marker)"));
-        }
-        let device = Device::default();
-        let mut velocity = HashMap::new();
-        for t in reader.into_tensors().map_err(|e| err(&e))? {
-            let (name, dtype, shape, id, bytes) = t.into_parts().map_err(|e| err(&e))?;
-            let id = id.ok_or_else(|| err(&format!("state tensor `{name}` has no parameter")))?;
-            if shape.num_dims() != 1 {
-                return Err(err(&format!("state tensor `{name}` is not flat")));
-            }
-            let data = TensorData::from_bytes(bytes, shape, dtype);
-            velocity.insert(ParamId::from(id), Tensor::<1>::from_data(data, &device));
-        }
-        self.velocity = velocity;
-        Ok(self)
-    }
-}
-
-/// Applies [`SparseSgd::update`] to every parameter with a gradient, keeping each parameter's
-/// autodiff state as Burn's module optimizer does.
-struct StepMapper<'a> {
-    sgd: &'a mut SparseSgd,
-    grads: GradientsParams,
-    lr: ModuleLearningRate,
-    path: Vec<String>,
-}
-
-impl ModuleMapper for StepMapper<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.grads.remove::<D>(id) else {
-            return Param::from_mapped_value(id, tensor, mapper);
-        };
-        let context = ParamContext::capture(&tensor);
-        let device = grad.device();
-        let tensor = if tensor.device() != device {
-            tensor.to_device(&device)
-        } else {
-            tensor
-        };
-        let grad = match &self.sgd.clipping {
-            Some(c) => c.clip_gradient(grad),
-            None => grad,
-        };
-        let path = self.path.join(".");
-        let lr = self.lr.lr_from_param(id, Some(path.as_str()));
-        let updated = self.sgd.update(id, lr, tensor.inner(), grad.inner());
-        Param::from_mapped_value(id, context.restore(updated, id), mapper)
+        (tensor - grad.mul_scalar(lr), SlotState { slots, time })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SparseOptimizer;
     use crate::mask::{bools_to_host, floats_to_host};
     use crate::test_utils::Mlp;
     use burn::optim::SgdConfig;
+    use burn::tensor::{Bool, Device, TensorData};
 
     fn device() -> Device {
         Device::default().autodiff()
@@ -356,11 +225,16 @@ mod tests {
         for ((b, a), r) in before.iter().zip(&after).zip(&reset) {
             assert_eq!(*a, if *r { 0.0 } else { *b });
         }
-        assert_eq!(bools_to_host(mask).len(), 60);
+        assert_eq!(bools_to_host(mask.clone()).len(), 60);
         // A mask of the wrong length is an error that names the parameter.
         let short = Tensor::<1, Bool>::from_data(TensorData::new(vec![true; 5], [5]), &device);
         let e = sgd.reset_slots(&[(id, short)]).unwrap_err().to_string();
         assert!(e.contains("5 entries"), "{e}");
+        // Without momentum there is no slot to reset.
+        let mut plain = SparseSgdConfig::new().init();
+        let g = model.grads(3, 8, &device);
+        let _ = SparseOptimizer::step(&mut plain, 0.1.into(), model, g);
+        assert_eq!(plain.reset_slots(&[(id, mask)]).unwrap(), 0);
     }
 
     #[test]
@@ -387,6 +261,6 @@ mod tests {
         }
         let burn_state = SgdConfig::new().init().into_bytes().unwrap();
         let e = config.init().with_state_bytes(burn_state).unwrap_err();
-        assert!(e.to_string().contains("SparseSgd"), "{e}");
+        assert!(e.to_string().contains("sgd optimizer"), "{e}");
     }
 }
