@@ -21,6 +21,8 @@
 //! - [`distribution`]: the reference's ER/ERK algorithm, exactly.
 //! - [`SparsityPlan`]: per-layer sparsities from shapes alone.
 
+pub mod adam;
+pub mod adamw;
 pub mod checkpoint;
 pub mod config;
 pub mod distribution;
@@ -46,6 +48,8 @@ pub mod updater;
 #[cfg(test)]
 pub(crate) mod test_utils;
 
+pub use adam::{SparseAdam, SparseAdamConfig};
+pub use adamw::{SparseAdamW, SparseAdamWConfig};
 pub use checkpoint::{Resumed, load_checkpoint, save_checkpoint};
 pub use config::{MaskInit, SparsityConfig};
 pub use distribution::{Distribution, LayerShape, n_ones, n_zeros};

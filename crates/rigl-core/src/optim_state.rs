@@ -11,9 +11,10 @@
 //!   through unchanged; state tensors of another size (factored second moments) are left alone.
 //!   This costs one host copy of the whole optimizer state per mask update (measured in
 //!   `benches/RESULTS.md`: about 0.3 s for a ResNet-50-sized model).
-//! - [`SparseSgd`](crate::sgd::SparseSgd): SGD with momentum and weight decay computed exactly as
-//!   Burn's, whose velocity is kept as flat tensors on the parameters' devices, so a reset is one
-//!   masked fill per layer on the device, without a host round trip.
+//! - [`SlotOptimizer`](crate::SlotOptimizer)s: [`SparseSgd`](crate::SparseSgd),
+//!   [`SparseAdam`](crate::SparseAdam) and [`SparseAdamW`](crate::SparseAdamW) compute Burn's
+//!   SGD, Adam and AdamW exactly and keep their state as flat tensors on the parameters' devices,
+//!   so a reset is one masked fill per state tensor on the device, without a host round trip.
 
 use crate::error::{Result, SparsityError};
 use crate::mask::bools_to_host;

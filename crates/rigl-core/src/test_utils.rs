@@ -57,6 +57,24 @@ pub fn masks<M: Module>(model: &M) -> Vec<Vec<bool>> {
         .collect()
 }
 
+/// Every weight and bias of `model`, as bits (for bit-exact comparisons).
+pub fn weight_bits(model: &Mlp) -> Vec<Vec<u32>> {
+    let bits = |t: Tensor<1>| -> Vec<u32> {
+        crate::mask::floats_to_host(t)
+            .into_iter()
+            .map(f32::to_bits)
+            .collect()
+    };
+    let mut out = Vec::new();
+    for layer in [&model.fc1, &model.fc2, &model.fc3] {
+        out.push(bits(layer.weight.val().inner().reshape([-1])));
+        if let Some(b) = &layer.bias {
+            out.push(bits(b.val().inner()));
+        }
+    }
+    out
+}
+
 /// A deterministic batch: Philox normals-ish inputs and labels.
 pub fn batch_of(
     index: u32,

@@ -1290,22 +1290,21 @@ mod tests {
         check_new_connections_reset(|| AdamWConfig::new().init(), "adamw");
     }
 
-    /// `SparseSgd` resets its velocity on the device; Burn's SGD through its record. Both runs
-    /// must be the same bit for bit through every update, and the velocity is zero at every new
-    /// connection.
-    #[test]
-    fn sparse_sgd_runs_exactly_like_burn_sgd() {
-        use crate::sgd::SparseSgdConfig;
+    /// A `SlotOptimizer` resets its slots on the device; Burn's optimizer through its record.
+    /// Both runs must be the same bit for bit through every update, and every slot is zero at
+    /// every new connection.
+    fn check_slot_optimizer<R: crate::SlotRule>(
+        burn_optim: fn() -> ModuleOptimizer,
+        ours: fn() -> crate::SlotOptimizer<R>,
+    ) {
         let device = device();
-        let momentum = MomentumConfig::new()
-            .with_nesterov(true)
-            .with_dampening(0.0);
         for method in [
             Method::Rigl,
             Method::Set,
             Method::Snfs,
             Method::StaticRezero,
         ] {
+            let name = format!("{} {method}", R::NAME);
             let dst = DstConfig::new(method)
                 .with_frequency(3)
                 .with_drop_fraction(0.5)
@@ -1314,12 +1313,7 @@ mod tests {
             let net = Mlp::new([6, 12, 10, 3], &device);
             let (mut a, mut ta) = SparseTrainer::init(net.clone(), &sparsity, dst.clone()).unwrap();
             let (mut b, mut tb) = SparseTrainer::init(net, &sparsity, dst).unwrap();
-            let mut burn = SgdConfig::new()
-                .with_momentum(Some(momentum.clone()))
-                .init();
-            let mut ours = SparseSgdConfig::new()
-                .with_momentum(Some(momentum.clone()))
-                .init();
+            let (mut burn, mut ours) = (burn_optim(), ours());
             let mut new_seen = 0;
             for i in 0..12 {
                 let ga = a.grads(i, 8, &device);
@@ -1328,35 +1322,63 @@ mod tests {
                 let gb = b.grads(i, 8, &device);
                 let out = tb.step(b, &mut ours, 0.05, gb).unwrap();
                 b = out.model;
-                assert_eq!(masks(&a), masks(&b), "{method}: masks at call {i}");
+                assert_eq!(masks(&a), masks(&b), "{name}: masks at call {i}");
                 let paths: Vec<String> = b.sparse_layers().into_iter().map(|l| l.path).collect();
                 let wa = read_weights(&a, paths.iter().map(String::as_str));
                 let wb = read_weights(&b, paths.iter().map(String::as_str));
                 for p in &paths {
                     let bits = |w: &Vec<f32>| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&wa[p]), bits(&wb[p]), "{method}: {p} at call {i}");
+                    assert_eq!(bits(&wa[p]), bits(&wb[p]), "{name}: {p} at call {i}");
                 }
                 if method == Method::StaticRezero || out.update.is_none() {
                     continue;
                 }
                 for (l, old) in b.sparse_layers().into_iter().zip(before) {
-                    let Some(v) = ours.velocity(l.id) else {
+                    let Some(state) = ours.state(l.id) else {
                         continue;
                     };
-                    let v = floats_to_host(v);
                     let m = bools_to_host(l.mask.unwrap());
-                    for ((v, m), o) in v.iter().zip(&m).zip(&old) {
-                        if *m && !*o {
-                            assert_eq!(*v, 0.0, "{method}: velocity at a new connection");
-                            new_seen += 1;
+                    for slot in &state.slots {
+                        let v = floats_to_host(slot.clone());
+                        for ((v, m), o) in v.iter().zip(&m).zip(&old) {
+                            if *m && !*o {
+                                assert_eq!(*v, 0.0, "{name}: a slot at a new connection");
+                                new_seen += 1;
+                            }
                         }
                     }
                 }
             }
             if method != Method::StaticRezero {
-                assert!(new_seen > 0, "{method}: the test needs new connections");
+                assert!(new_seen > 0, "{name}: the test needs new connections");
             }
         }
+    }
+
+    #[test]
+    fn slot_optimizers_run_exactly_like_burn_optimizers() {
+        use crate::{SparseAdamConfig, SparseAdamWConfig, SparseSgdConfig};
+        fn momentum() -> MomentumConfig {
+            MomentumConfig::new()
+                .with_nesterov(true)
+                .with_dampening(0.0)
+        }
+        check_slot_optimizer(
+            || SgdConfig::new().with_momentum(Some(momentum())).init(),
+            || {
+                SparseSgdConfig::new()
+                    .with_momentum(Some(momentum()))
+                    .init()
+            },
+        );
+        check_slot_optimizer(
+            || AdamConfig::new().with_amsgrad(true).init(),
+            || SparseAdamConfig::new().with_amsgrad(true).init(),
+        );
+        check_slot_optimizer(
+            || AdamWConfig::new().with_weight_decay(1e-2).init(),
+            || SparseAdamWConfig::new().with_weight_decay(1e-2).init(),
+        );
     }
 
     proptest! {

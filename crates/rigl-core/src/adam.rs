@@ -1,0 +1,209 @@
+//! [`SparseAdam`]: Burn's Adam whose moments sparse training can reset on the device.
+//!
+//! The update is Burn's [`Adam`](burn::optim::Adam) operation for operation (L2 penalty added
+//! to the gradient, bias-corrected moments, optional AMSGrad), so a run gives the same weights
+//! bit for bit as with `AdamConfig`; the moments are [`SlotOptimizer`] slots, zeroed at new
+//! connections on the parameters' devices.
+
+use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState};
+use burn::config::Config;
+use burn::optim::decay::{WeightDecay, WeightDecayConfig};
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::tensor::Tensor;
+
+/// Adam for sparse training: [`SlotOptimizer`] over [`AdamRule`].
+pub type SparseAdam = SlotOptimizer<AdamRule>;
+
+/// Configuration of [`SparseAdam`]: the fields and defaults of Burn's `AdamConfig`.
+#[derive(Config, Debug)]
+pub struct SparseAdamConfig {
+    /// Decay of the first moment.
+    #[config(default = 0.9)]
+    pub beta_1: f32,
+    /// Decay of the second moment.
+    #[config(default = 0.999)]
+    pub beta_2: f32,
+    /// Added to the denominator for numerical stability.
+    #[config(default = 1e-5)]
+    pub epsilon: f32,
+    /// Whether to use the AMSGrad variant.
+    #[config(default = false)]
+    pub amsgrad: bool,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: Option<WeightDecayConfig>,
+    /// Gradient clipping, applied first.
+    pub grad_clipping: Option<GradientClippingConfig>,
+}
+
+impl SparseAdamConfig {
+    /// The optimizer, with no state yet.
+    pub fn init(&self) -> SparseAdam {
+        let rule = AdamRule {
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            amsgrad: self.amsgrad,
+            weight_decay: self.weight_decay.as_ref().map(WeightDecay::new),
+        };
+        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init()))
+    }
+}
+
+/// Burn's `Adam::step`; slots: first moment, second moment, and with AMSGrad the running
+/// maximum of the second moment.
+#[derive(Clone)]
+pub struct AdamRule {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    amsgrad: bool,
+    weight_decay: Option<WeightDecay>,
+}
+
+/// The moments of one parameter in its shape.
+pub(crate) struct Moments<const D: usize> {
+    pub(crate) time: u64,
+    pub(crate) moment_1: Tensor<D>,
+    pub(crate) moment_2: Tensor<D>,
+    pub(crate) max_moment_2: Option<Tensor<D>>,
+}
+
+impl<const D: usize> Moments<D> {
+    /// Burn's moment update (shared by Adam and AdamW): from the state, or the first step.
+    pub(crate) fn next(
+        state: Option<SlotState>,
+        grad: &Tensor<D>,
+        beta_1: f32,
+        beta_2: f32,
+        amsgrad: bool,
+    ) -> Self {
+        let shape = grad.shape();
+        match state {
+            Some(s) => {
+                let mut slots = s.slots.into_iter().map(|t| t.reshape(shape.clone()));
+                let (m1, m2) = (slots.next(), slots.next());
+                let (Some(m1), Some(m2)) = (m1, m2) else {
+                    return Self::next(None, grad, beta_1, beta_2, amsgrad);
+                };
+                let moment_1 = m1
+                    .mul_scalar(beta_1)
+                    .add(grad.clone().mul_scalar(1.0 - beta_1));
+                let moment_2 = m2
+                    .mul_scalar(beta_2)
+                    .add(grad.clone().square().mul_scalar(1.0 - beta_2));
+                let max_moment_2 = amsgrad.then(|| {
+                    slots
+                        .next()
+                        .unwrap_or_else(|| moment_2.clone())
+                        .max_pair(moment_2.clone())
+                });
+                Self {
+                    time: s.time + 1,
+                    moment_1,
+                    moment_2,
+                    max_moment_2,
+                }
+            }
+            None => {
+                let moment_1 = grad.clone().mul_scalar(1.0 - beta_1);
+                let moment_2 = grad.clone().square().mul_scalar(1.0 - beta_2);
+                let max_moment_2 = amsgrad.then(|| moment_2.clone());
+                Self {
+                    time: 1,
+                    moment_1,
+                    moment_2,
+                    max_moment_2,
+                }
+            }
+        }
+    }
+
+    /// The second moment the step divides by (the maximum with AMSGrad).
+    pub(crate) fn v(&self) -> &Tensor<D> {
+        self.max_moment_2.as_ref().unwrap_or(&self.moment_2)
+    }
+
+    /// The state to keep: the moments, flat.
+    pub(crate) fn into_state(self) -> SlotState {
+        let mut slots = vec![self.moment_1.reshape([-1]), self.moment_2.reshape([-1])];
+        if let Some(m) = self.max_moment_2 {
+            slots.push(m.reshape([-1]));
+        }
+        SlotState {
+            slots,
+            time: self.time,
+        }
+    }
+}
+
+impl SlotRule for AdamRule {
+    const NAME: &'static str = "adam";
+
+    fn update<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<D>,
+        mut grad: Tensor<D>,
+        state: Option<SlotState>,
+    ) -> (Tensor<D>, SlotState) {
+        if let Some(decay) = &self.weight_decay {
+            grad = decay.transform(grad, tensor.clone());
+        }
+        let moments = Moments::next(state, &grad, self.beta_1, self.beta_2, self.amsgrad);
+        let time = moments.time as i32;
+        let bias_correction2_sqrt = (1.0 - self.beta_2.powi(time)).sqrt();
+        let combined_factor = bias_correction2_sqrt / (1.0 - self.beta_1.powi(time));
+        let step = moments.moment_1.clone().mul_scalar(combined_factor).div(
+            moments
+                .v()
+                .clone()
+                .sqrt()
+                .add_scalar(self.epsilon * bias_correction2_sqrt),
+        );
+        (tensor - step.mul_scalar(lr), moments.into_state())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SparseOptimizer;
+    use crate::test_utils::{Mlp, weight_bits};
+    use burn::optim::AdamConfig;
+    use burn::tensor::Device;
+
+    #[test]
+    fn equals_burn_adam() {
+        let device = Device::default().autodiff();
+        for (amsgrad, decay) in [
+            (false, None),
+            (true, None),
+            (false, Some(WeightDecayConfig::new(1e-3))),
+        ] {
+            let start = Mlp::new([6, 10, 8, 3], &device);
+            let mut burn = AdamConfig::new()
+                .with_amsgrad(amsgrad)
+                .with_weight_decay(decay.clone())
+                .init();
+            let mut ours = SparseAdamConfig::new()
+                .with_amsgrad(amsgrad)
+                .with_weight_decay(decay.clone())
+                .init();
+            let (mut a, mut b) = (start.clone(), start);
+            for i in 0..6 {
+                let lr = 0.01 + 0.002 * i as f64;
+                let ga = a.grads(i, 8, &device);
+                a = burn.step(lr, a, ga);
+                let gb = b.grads(i, 8, &device);
+                b = SparseOptimizer::step(&mut ours, lr.into(), b, gb);
+                assert_eq!(
+                    weight_bits(&a),
+                    weight_bits(&b),
+                    "amsgrad {amsgrad}: step {i}"
+                );
+            }
+            let slots = ours.state(b.fc1.weight.id).unwrap().slots.len();
+            assert_eq!(slots, if amsgrad { 3 } else { 2 });
+        }
+    }
+}

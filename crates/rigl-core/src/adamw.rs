@@ -1,0 +1,148 @@
+//! [`SparseAdamW`]: Burn's AdamW whose moments sparse training can reset on the device.
+//!
+//! The update is Burn's [`AdamW`](burn::optim::AdamW) operation for operation (bias-corrected
+//! moments, optional AMSGrad, decoupled weight decay, optionally cautious), so a run gives the
+//! same weights bit for bit as with `AdamWConfig`; the moments are [`SlotOptimizer`] slots,
+//! zeroed at new connections on the parameters' devices.
+
+use crate::adam::Moments;
+use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState};
+use burn::config::Config;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::tensor::Tensor;
+
+/// AdamW for sparse training: [`SlotOptimizer`] over [`AdamWRule`].
+pub type SparseAdamW = SlotOptimizer<AdamWRule>;
+
+/// Configuration of [`SparseAdamW`]: the fields and defaults of Burn's `AdamWConfig`.
+#[derive(Config, Debug)]
+pub struct SparseAdamWConfig {
+    /// Decay of the first moment.
+    #[config(default = 0.9)]
+    pub beta_1: f32,
+    /// Decay of the second moment.
+    #[config(default = 0.999)]
+    pub beta_2: f32,
+    /// Added to the denominator for numerical stability.
+    #[config(default = 1e-5)]
+    pub epsilon: f32,
+    /// Decoupled weight decay.
+    #[config(default = 1e-4)]
+    pub weight_decay: f32,
+    /// Decay only where it does not oppose the update (cautious weight decay).
+    #[config(default = false)]
+    pub cautious_weight_decay: bool,
+    /// Whether to use the AMSGrad variant.
+    #[config(default = false)]
+    pub amsgrad: bool,
+    /// Gradient clipping, applied first.
+    pub grad_clipping: Option<GradientClippingConfig>,
+}
+
+impl SparseAdamWConfig {
+    /// The optimizer, with no state yet.
+    pub fn init(&self) -> SparseAdamW {
+        let rule = AdamWRule {
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+            cautious_weight_decay: self.cautious_weight_decay,
+            amsgrad: self.amsgrad,
+        };
+        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init()))
+    }
+}
+
+/// Burn's `AdamW::step`; slots as [`AdamRule`](crate::adam::AdamRule)'s.
+#[derive(Clone)]
+pub struct AdamWRule {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+    cautious_weight_decay: bool,
+    amsgrad: bool,
+}
+
+impl SlotRule for AdamWRule {
+    const NAME: &'static str = "adamw";
+
+    fn update<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<SlotState>,
+    ) -> (Tensor<D>, SlotState) {
+        let moments = Moments::next(state, &grad, self.beta_1, self.beta_2, self.amsgrad);
+        let time = moments.time as i32;
+        let moment_1_corrected = moments
+            .moment_1
+            .clone()
+            .div_scalar(1f32 - self.beta_1.powi(time));
+        let moment_2_corrected = moments
+            .v()
+            .clone()
+            .div_scalar(1f32 - self.beta_2.powi(time));
+        let raw_delta = moment_1_corrected.div(moment_2_corrected.sqrt().add_scalar(self.epsilon));
+
+        let decay_rate = lr * (self.weight_decay as f64);
+        let decayed = if decay_rate == 0.0 {
+            tensor.clone()
+        } else if self.cautious_weight_decay {
+            let tensor_pos = tensor.clone().greater_equal_scalar(0.0);
+            let grad_pos = moments.moment_1.clone().greater_equal_scalar(0.0);
+            let differ = tensor_pos.not_equal(grad_pos);
+            tensor.clone() - tensor.mul_scalar(decay_rate).mask_fill(differ, 0.0)
+        } else {
+            tensor.clone().mul_scalar(1.0 - decay_rate)
+        };
+        (decayed - raw_delta.mul_scalar(lr), moments.into_state())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SparseOptimizer;
+    use crate::test_utils::{Mlp, weight_bits};
+    use burn::optim::AdamWConfig;
+    use burn::tensor::Device;
+
+    #[test]
+    fn equals_burn_adamw() {
+        let device = Device::default().autodiff();
+        for (amsgrad, cautious, decay) in [
+            (false, false, 1e-4),
+            (true, false, 1e-2),
+            (false, true, 1e-2),
+            (false, false, 0.0),
+        ] {
+            let start = Mlp::new([6, 10, 8, 3], &device);
+            let mut burn = AdamWConfig::new()
+                .with_amsgrad(amsgrad)
+                .with_cautious_weight_decay(cautious)
+                .with_weight_decay(decay)
+                .init();
+            let mut ours = SparseAdamWConfig::new()
+                .with_amsgrad(amsgrad)
+                .with_cautious_weight_decay(cautious)
+                .with_weight_decay(decay)
+                .init();
+            let (mut a, mut b) = (start.clone(), start);
+            for i in 0..6 {
+                let lr = 0.01 + 0.002 * i as f64;
+                let ga = a.grads(i, 8, &device);
+                a = burn.step(lr, a, ga);
+                let gb = b.grads(i, 8, &device);
+                b = SparseOptimizer::step(&mut ours, lr.into(), b, gb);
+                assert_eq!(
+                    weight_bits(&a),
+                    weight_bits(&b),
+                    "amsgrad {amsgrad}, cautious {cautious}, decay {decay}: step {i}"
+                );
+            }
+        }
+    }
+}
