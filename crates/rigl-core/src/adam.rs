@@ -204,6 +204,33 @@ mod tests {
             }
             let slots = ours.state(b.fc1.weight.id).unwrap().slots.len();
             assert_eq!(slots, if amsgrad { 3 } else { 2 });
+            // Saved and restored, the next steps are the same as without the round trip.
+            let mut restored = SparseAdamConfig::new()
+                .with_amsgrad(amsgrad)
+                .with_weight_decay(decay.clone())
+                .init()
+                .with_state_bytes(ours.state_bytes().unwrap())
+                .unwrap();
+            let c = SparseOptimizer::step(
+                &mut restored,
+                0.01.into(),
+                b.clone(),
+                b.grads(7, 8, &device),
+            );
+            let g = b.grads(7, 8, &device);
+            let b = SparseOptimizer::step(&mut ours, 0.01.into(), b, g);
+            assert_eq!(
+                weight_bits(&b),
+                weight_bits(&c),
+                "amsgrad {amsgrad}: resumed"
+            );
         }
+        // Another rule's state is refused.
+        let sgd = crate::SparseSgdConfig::new().init().state_bytes().unwrap();
+        let e = SparseAdamConfig::new()
+            .init()
+            .with_state_bytes(sgd)
+            .unwrap_err();
+        assert!(e.to_string().contains("adam optimizer"), "{e}");
     }
 }
