@@ -37,6 +37,10 @@
 //!   new connections start at weight 0 ([`GrowInit::Zeros`]) with every optimizer slot zero.
 //! - The optimizer always sees masked gradients (zero at inactive positions), also on steps
 //!   where the model runs in [`GradientMode::Dense`] to expose the dense gradient.
+//! - `step` takes any [`SparseOptimizer`]: Burn's `ModuleOptimizer` (any Burn optimizer, state
+//!   reset through a host round trip of its record) or a [`SlotOptimizer`](crate::SlotOptimizer)
+//!   ([`SparseSgd`](crate::SparseSgd), [`SparseAdam`](crate::SparseAdam),
+//!   [`SparseAdamW`](crate::SparseAdamW): Burn's update rules, state reset on the device).
 //!
 //! # Determinism and data parallelism
 //! Every mask decision is a pure function of the weights, of the gradients Burn has already
