@@ -168,7 +168,7 @@ impl SlotRule for AdamRule {
 mod tests {
     use super::*;
     use crate::SparseOptimizer;
-    use crate::test_utils::{Mlp, weight_bits};
+    use crate::test_utils::{assert_same_steps, weight_bits};
     use burn::optim::AdamConfig;
     use burn::tensor::Device;
 
@@ -180,8 +180,7 @@ mod tests {
             (true, None),
             (false, Some(WeightDecayConfig::new(1e-3))),
         ] {
-            let start = Mlp::new([6, 10, 8, 3], &device);
-            let mut burn = AdamConfig::new()
+            let burn = AdamConfig::new()
                 .with_amsgrad(amsgrad)
                 .with_weight_decay(decay.clone())
                 .init();
@@ -189,19 +188,7 @@ mod tests {
                 .with_amsgrad(amsgrad)
                 .with_weight_decay(decay.clone())
                 .init();
-            let (mut a, mut b) = (start.clone(), start);
-            for i in 0..6 {
-                let lr = 0.01 + 0.002 * i as f64;
-                let ga = a.grads(i, 8, &device);
-                a = burn.step(lr, a, ga);
-                let gb = b.grads(i, 8, &device);
-                b = SparseOptimizer::step(&mut ours, lr.into(), b, gb);
-                assert_eq!(
-                    weight_bits(&a),
-                    weight_bits(&b),
-                    "amsgrad {amsgrad}: step {i}"
-                );
-            }
+            let b = assert_same_steps(burn, &mut ours, &format!("amsgrad {amsgrad}"), &device);
             let slots = ours.state(b.fc1.weight.id).unwrap().slots.len();
             assert_eq!(slots, if amsgrad { 3 } else { 2 });
             // Saved and restored, the next steps are the same as without the round trip.

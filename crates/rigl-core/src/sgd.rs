@@ -132,7 +132,7 @@ mod tests {
     use super::*;
     use crate::SparseOptimizer;
     use crate::mask::{bools_to_host, floats_to_host};
-    use crate::test_utils::{Mlp, weight_bits};
+    use crate::test_utils::{Mlp, assert_same_steps};
     use burn::optim::SgdConfig;
     use burn::tensor::{Bool, Device, TensorData};
 
@@ -161,8 +161,7 @@ mod tests {
             ),
         ];
         for (momentum, decay) in settings {
-            let start = Mlp::new([6, 10, 8, 3], &device);
-            let mut burn = SgdConfig::new()
+            let burn = SgdConfig::new()
                 .with_momentum(momentum.clone())
                 .with_weight_decay(decay.clone())
                 .init();
@@ -170,19 +169,8 @@ mod tests {
                 .with_momentum(momentum.clone())
                 .with_weight_decay(decay.clone())
                 .init();
-            let (mut a, mut b) = (start.clone(), start);
-            for i in 0..6 {
-                let lr = 0.05 + 0.01 * i as f64;
-                let ga = a.grads(i, 8, &device);
-                a = burn.step(lr, a, ga);
-                let gb = b.grads(i, 8, &device);
-                b = SparseOptimizer::step(&mut ours, lr.into(), b, gb);
-                assert_eq!(
-                    weight_bits(&a),
-                    weight_bits(&b),
-                    "{momentum:?} {decay:?}: step {i}"
-                );
-            }
+            let label = format!("{momentum:?} {decay:?}");
+            let b = assert_same_steps(burn, &mut ours, &label, &device);
             // The next forward still tracks the parameters.
             let g = b.grads(9, 8, &device);
             assert!(g.get::<2>(b.fc1.weight.id).is_some());

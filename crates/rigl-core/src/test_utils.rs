@@ -75,6 +75,27 @@ pub fn weight_bits(model: &Mlp) -> Vec<Vec<u32>> {
     out
 }
 
+/// Six steps of Burn's optimizer and of `ours` from the same model must give the same weights
+/// bit for bit after every step; returns the model `ours` trained.
+pub fn assert_same_steps<O: crate::SparseOptimizer>(
+    mut burn: burn::optim::ModuleOptimizer,
+    ours: &mut O,
+    label: &str,
+    device: &Device,
+) -> Mlp {
+    let start = Mlp::new([6, 10, 8, 3], device);
+    let (mut a, mut b) = (start.clone(), start);
+    for i in 0..6 {
+        let lr = 0.01 + 0.005 * i as f64;
+        let ga = a.grads(i, 8, device);
+        a = burn.step(lr, a, ga);
+        let gb = b.grads(i, 8, device);
+        b = ours.step(lr.into(), b, gb);
+        assert_eq!(weight_bits(&a), weight_bits(&b), "{label}: step {i}");
+    }
+    b
+}
+
 /// A deterministic batch: Philox normals-ish inputs and labels.
 pub fn batch_of(
     index: u32,
