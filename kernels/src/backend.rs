@@ -484,16 +484,22 @@ mod cube {
                     .collect()
             };
             let len = weights.meta.shape().num_elements();
-            let grow_keys = || match grow_by {
-                GrowBy::Scores => Keys::F32(scores.clone()),
-                GrowBy::Magnitude => Keys::F32Abs(scores.clone()),
+            // The grow keys are read twice (growth, then the count of new connections): random
+            // ones are generated once.
+            let random_keys = match grow_by {
                 GrowBy::Random { seed, step } => {
                     let streams: Vec<(usize, usize, u32)> = segments
                         .iter()
                         .map(|s| (s.offset, s.len, s.stream))
                         .collect();
-                    Keys::U32(launch::philox_u32(&weights, len, seed, step, &streams))
+                    Some(launch::philox_u32(&weights, len, seed, step, &streams))
                 }
+                _ => None,
+            };
+            let grow_keys = || match (grow_by, &random_keys) {
+                (_, Some(keys)) => Keys::U32(keys.clone()),
+                (GrowBy::Magnitude, None) => Keys::F32Abs(scores.clone()),
+                (_, None) => Keys::F32(scores.clone()),
             };
             let (kept, keep_counts) = launch::segmented_select(
                 Keys::F32Abs(weights.clone()),

@@ -23,7 +23,7 @@ pub mod static_rezero;
 use crate::error::{Result, SparsityError};
 use crate::mask::bools_to_host;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
-use rigl_kernels::{RandomSegment, Segment, SelectError, stream_id};
+use rigl_kernels::{Segment, SelectError};
 use serde::{Deserialize, Serialize};
 
 /// A sparse training method.
@@ -136,9 +136,10 @@ pub struct LayerSlot {
 /// What an updater sees at an update: every masked layer, concatenated (flat, row-major, in
 /// [`layers`](Self::layers) order) into buffers on the model's device, without autodiff.
 ///
-/// Every updater decides all layers at once, so each selection is one segmented launch of
-/// [`rigl_kernels::segmented_top_k_mask`] (or [`rigl_kernels::random_top_k_mask`]) over all
-/// layers: the CubeCL kernels on wgpu and CUDA, the parallel radix select on the CPU.
+/// Every updater decides all layers at once: SET, SNFS and RigL with one
+/// [`rigl_kernels::drop_grow()`] call, the others with one segmented
+/// [`rigl_kernels::segmented_top_k_mask`] per selection; the CubeCL kernels on wgpu and CUDA,
+/// the parallel radix select on the CPU.
 #[derive(Clone, Debug)]
 pub struct UpdateInput {
     /// The layers, with their offsets in the buffers.
@@ -251,19 +252,6 @@ impl UpdateInput {
                 offset: l.offset,
                 len: l.len,
                 k: k(l),
-            })
-            .collect()
-    }
-
-    /// One random selection segment per layer (stream keyed by the layer's path).
-    pub fn random_segments(&self, k: impl Fn(&LayerSlot) -> usize) -> Vec<RandomSegment> {
-        self.layers
-            .iter()
-            .map(|l| RandomSegment {
-                offset: l.offset,
-                len: l.len,
-                k: k(l),
-                stream: stream_id(&l.path),
             })
             .collect()
     }
