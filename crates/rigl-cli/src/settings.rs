@@ -55,6 +55,11 @@ pub struct TrainSettings {
     pub lr: f64,
     /// Epochs at which the learning rate is multiplied by `lr-decay-factor`.
     pub lr_decay_epochs: Vec<f64>,
+    /// Optimizer steps after which the learning rate is multiplied by `lr-decay-factor` (the
+    /// reference's piecewise-constant schedule on the global step: the rate drops once the
+    /// step exceeds a boundary). RigL's mask-only update iterations do not advance the step.
+    /// Exclusive with `lr-decay-epochs`.
+    pub lr_decay_steps: Vec<i64>,
     /// Learning-rate decay factor.
     pub lr_decay_factor: f64,
     /// SGD momentum (0: none).
@@ -114,6 +119,7 @@ impl Default for TrainSettings {
             label_smoothing: 0.0,
             lr: 0.1,
             lr_decay_epochs: Vec::new(),
+            lr_decay_steps: Vec::new(),
             lr_decay_factor: 0.1,
             momentum: 0.9,
             nesterov: true,
@@ -214,21 +220,37 @@ impl TrainSettings {
         Ok(c)
     }
 
-    /// Epochs after the multiplier.
+    /// Epochs after the multiplier, truncated (the reference's `int(...)`), at least 1.
     pub fn total_epochs(&self) -> usize {
-        ((self.epochs as f64) * self.steps_multiplier)
-            .round()
-            .max(1.0) as usize
+        (((self.epochs as f64) * self.steps_multiplier) as usize).max(1)
     }
 
-    /// The learning rate for `epoch` (0-based).
-    pub fn lr_at(&self, epoch: usize) -> f64 {
-        let drops = self
-            .lr_decay_epochs
-            .iter()
-            .filter(|&&e| (epoch as f64) >= e * self.steps_multiplier)
-            .count();
+    /// The learning rate of the optimizer step taken at step counter `step` (optimizer steps
+    /// taken before it) in `epoch` (0-based).
+    ///
+    /// With `lr-decay-epochs`, the rate drops at the start of each listed epoch (scaled by the
+    /// multiplier); with `lr-decay-steps`, once `step` exceeds a listed step (each scaled by the
+    /// multiplier and truncated, as the reference scales its boundaries), as TF's
+    /// `piecewise_constant(global_step, boundaries, values)` does.
+    pub fn lr_at(&self, epoch: usize, step: i64) -> f64 {
+        let drops = if self.lr_decay_steps.is_empty() {
+            self.lr_decay_epochs
+                .iter()
+                .filter(|&&e| (epoch as f64) >= e * self.steps_multiplier)
+                .count()
+        } else {
+            self.lr_decay_steps
+                .iter()
+                .filter(|&&b| step > self.scaled_steps(b))
+                .count()
+        };
         self.lr * self.lr_decay_factor.powi(drops as i32)
+    }
+
+    /// A step count of the base run scaled by the multiplier, truncated as the reference's
+    /// `int(steps * training_steps_multiplier)`.
+    pub fn scaled_steps(&self, steps: i64) -> i64 {
+        (steps as f64 * self.steps_multiplier) as i64
     }
 
     /// Check values no other check covers.
@@ -257,6 +279,14 @@ impl TrainSettings {
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad(format!("weight decay {} must be >= 0", self.weight_decay));
+        }
+        if !self.lr_decay_steps.is_empty() && !self.lr_decay_epochs.is_empty() {
+            return bad(
+                "lr-decay-steps and lr-decay-epochs are both set: choose one schedule".into(),
+            );
+        }
+        if let Some(b) = self.lr_decay_steps.iter().find(|&&b| b < 0) {
+            return bad(format!("learning-rate decay step {b} is negative"));
         }
         if !(self.steps_multiplier.is_finite() && self.steps_multiplier > 0.0) {
             return bad(format!(

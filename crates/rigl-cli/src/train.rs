@@ -105,6 +105,10 @@ pub struct TrainArgs {
     /// Epochs at which the learning rate decays, comma separated (e.g. 75,95).
     #[arg(long, value_delimiter = ',')]
     pub lr_decay_epochs: Option<Vec<f64>>,
+    /// Optimizer steps after which the learning rate decays, comma separated (e.g.
+    /// 30000,60000,90000); exclusive with --lr-decay-epochs.
+    #[arg(long, value_delimiter = ',')]
+    pub lr_decay_steps: Option<Vec<i64>>,
     /// Learning-rate decay factor (e.g. 0.3333).
     #[arg(long)]
     pub lr_decay_factor: Option<f64>,
@@ -168,6 +172,7 @@ impl TrainArgs {
             label_smoothing,
             lr,
             lr_decay_epochs,
+            lr_decay_steps,
             lr_decay_factor,
             momentum,
             nesterov,
@@ -189,6 +194,13 @@ impl TrainArgs {
             train_subset,
             test_subset
         );
+        // A schedule given by flag replaces the other kind from the file.
+        if self.lr_decay_steps.is_some() && self.lr_decay_epochs.is_none() {
+            s.lr_decay_epochs.clear();
+        }
+        if self.lr_decay_epochs.is_some() && self.lr_decay_steps.is_none() {
+            s.lr_decay_steps.clear();
+        }
         if !self.custom_sparsity.is_empty() {
             s.custom_sparsity = self.custom_sparsity.clone();
         }
@@ -611,7 +623,7 @@ fn train_model<M: Classifier, A: SparseArchitecture>(
     let augment = (s.dataset.starts_with("cifar")).then_some(Augmentation { pad: 4, flip: true });
     let mut stopped = false;
     for epoch in start_epoch..epochs {
-        let lr = s.lr_at(epoch);
+        let mut lr = s.lr_at(epoch, trainer.step_count());
         let order = train_set.epoch_order(s.seed, epoch as u32);
         let bar = progress_bar(batches_per_epoch, epoch + 1, epochs, quiet);
         let started = Instant::now();
@@ -635,6 +647,7 @@ fn train_model<M: Classifier, A: SparseArchitecture>(
             seen += chunk.len();
             loss_sum += loss_value * chunk.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
+            lr = s.lr_at(epoch, trainer.step_count());
             let step = trainer.step(model, &mut optim, lr, grads)?;
             model = step.model;
             if let Some(u) = step.update {
@@ -989,9 +1002,43 @@ mod tests {
             "0.5",
         ])
         .unwrap();
-        assert_eq!(s.lr_at(0), 0.2);
-        assert_eq!(s.lr_at(75), 0.1);
-        assert_eq!(s.lr_at(99), 0.05);
+        assert_eq!(s.lr_at(0, 0), 0.2);
+        assert_eq!(s.lr_at(75, 0), 0.1);
+        assert_eq!(s.lr_at(99, 0), 0.05);
+
+        // On optimizer steps, as TF's piecewise_constant: the rate drops once the step
+        // exceeds a boundary; the multiplier scales the boundaries, truncating.
+        let s = parse(&[
+            "--lr",
+            "0.2",
+            "--lr-decay-steps",
+            "300,500",
+            "--lr-decay-factor",
+            "0.5",
+        ])
+        .unwrap();
+        let rates: Vec<f64> = [0, 300, 301, 500, 501, 10_000]
+            .into_iter()
+            .map(|t| s.lr_at(7, t))
+            .collect();
+        assert_eq!(rates, [0.2, 0.2, 0.1, 0.1, 0.05, 0.05]);
+        let s = parse(&["--lr-decay-steps", "300", "--steps-multiplier", "1.499"]).unwrap();
+        assert_eq!(s.scaled_steps(300), 449, "int(300 * 1.499) = int(449.7)");
+        assert_eq!(s.lr_at(0, 449), s.lr);
+        assert!(s.lr_at(0, 450) < s.lr);
+        // The multiplier truncates the epochs too: int(10 * 1.499) = 14.
+        assert_eq!(s.total_epochs(), 14);
+        // Both kinds at once is an error; a flag replaces the other kind from a file.
+        let err = parse(&["--lr-decay-steps", "300", "--lr-decay-epochs", "3"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("choose one"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("steps.toml");
+        std::fs::write(&file, "lr-decay-epochs = [3.0]\n").unwrap();
+        let f = file.to_str().unwrap();
+        let s = parse(&["--config", f, "--lr-decay-steps", "300"]).unwrap();
+        assert_eq!((s.lr_decay_epochs.len(), s.lr_decay_steps), (0, vec![300]));
     }
 
     fn mnist_args(dir: &Path, extra: &[&str]) -> Vec<String> {

@@ -5,7 +5,7 @@
 //! bit for bit as with `AdamConfig`; the moments are [`SlotOptimizer`] slots, zeroed at new
 //! connections on the parameters' devices.
 
-use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState};
+use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
 use burn::config::Config;
 use burn::optim::decay::{WeightDecay, WeightDecayConfig};
 use burn::optim::grad_clipping::GradientClippingConfig;
@@ -31,6 +31,10 @@ pub struct SparseAdamConfig {
     pub amsgrad: bool,
     /// L2 penalty added to the gradient.
     pub weight_decay: Option<WeightDecayConfig>,
+    /// Which parameters the weight decay applies to: all (Burn's behaviour, the default) or the
+    /// kernels only (the reference's L2; what `rigl train` uses).
+    #[config(default = "WeightDecayScope::All")]
+    pub weight_decay_scope: WeightDecayScope,
     /// Gradient clipping, applied first.
     pub grad_clipping: Option<GradientClippingConfig>,
 }
@@ -45,7 +49,7 @@ impl SparseAdamConfig {
             amsgrad: self.amsgrad,
             weight_decay: self.weight_decay.as_ref().map(WeightDecay::new),
         };
-        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init()))
+        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init())).with_decay_scope(self.weight_decay_scope)
     }
 }
 
@@ -145,9 +149,10 @@ impl SlotRule for AdamRule {
         tensor: Tensor<D>,
         mut grad: Tensor<D>,
         state: Option<SlotState>,
+        decay: bool,
     ) -> (Tensor<D>, SlotState) {
-        if let Some(decay) = &self.weight_decay {
-            grad = decay.transform(grad, tensor.clone());
+        if let Some(weight_decay) = self.weight_decay.as_ref().filter(|_| decay) {
+            grad = weight_decay.transform(grad, tensor.clone());
         }
         let moments = Moments::next(state, &grad, self.beta_1, self.beta_2, self.amsgrad);
         let time = moments.time as i32;

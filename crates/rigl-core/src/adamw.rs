@@ -6,7 +6,7 @@
 //! zeroed at new connections on the parameters' devices.
 
 use crate::adam::Moments;
-use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState};
+use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
 use burn::config::Config;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::tensor::Tensor;
@@ -35,6 +35,10 @@ pub struct SparseAdamWConfig {
     /// Whether to use the AMSGrad variant.
     #[config(default = false)]
     pub amsgrad: bool,
+    /// Which parameters the weight decay applies to: all (Burn's behaviour, the default) or the
+    /// kernels only (the reference's L2; what `rigl train` uses).
+    #[config(default = "WeightDecayScope::All")]
+    pub weight_decay_scope: WeightDecayScope,
     /// Gradient clipping, applied first.
     pub grad_clipping: Option<GradientClippingConfig>,
 }
@@ -50,7 +54,7 @@ impl SparseAdamWConfig {
             cautious_weight_decay: self.cautious_weight_decay,
             amsgrad: self.amsgrad,
         };
-        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init()))
+        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init())).with_decay_scope(self.weight_decay_scope)
     }
 }
 
@@ -74,6 +78,7 @@ impl SlotRule for AdamWRule {
         tensor: Tensor<D>,
         grad: Tensor<D>,
         state: Option<SlotState>,
+        decay: bool,
     ) -> (Tensor<D>, SlotState) {
         let moments = Moments::next(state, &grad, self.beta_1, self.beta_2, self.amsgrad);
         let time = moments.time as i32;
@@ -87,7 +92,11 @@ impl SlotRule for AdamWRule {
             .div_scalar(1f32 - self.beta_2.powi(time));
         let raw_delta = moment_1_corrected.div(moment_2_corrected.sqrt().add_scalar(self.epsilon));
 
-        let decay_rate = lr * (self.weight_decay as f64);
+        let decay_rate = if decay {
+            lr * (self.weight_decay as f64)
+        } else {
+            0.0
+        };
         let decayed = if decay_rate == 0.0 {
             tensor.clone()
         } else if self.cautious_weight_decay {
@@ -105,7 +114,7 @@ impl SlotRule for AdamWRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_utils::assert_same_steps;
+    use crate::test_utils::{assert_kernel_only_decay, assert_same_steps};
     use burn::optim::AdamWConfig;
     use burn::tensor::Device;
 
@@ -131,5 +140,16 @@ mod tests {
             let label = format!("amsgrad {amsgrad}, cautious {cautious}, decay {decay}");
             assert_same_steps(burn, &mut ours, &label, &device);
         }
+    }
+
+    #[test]
+    fn kernel_scope_decays_kernels_only() {
+        let device = Device::default().autodiff();
+        let burn = |decay: f32| AdamWConfig::new().with_weight_decay(decay).init();
+        let mut ours = SparseAdamWConfig::new()
+            .with_weight_decay(0.5)
+            .with_weight_decay_scope(WeightDecayScope::Kernels)
+            .init();
+        assert_kernel_only_decay(burn(0.5), burn(0.0), &mut ours, "adamw", &device);
     }
 }

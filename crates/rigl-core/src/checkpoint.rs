@@ -5,7 +5,8 @@
 //! Resuming after N steps gives bit-identical masks and weights on the CPU backend to an
 //! uninterrupted run.
 //!
-//! Layout: tensors `model/<param path>`, `optim/<state name>` and `avg/<param path>`; metadata
+//! Layout: tensors `model/<param path>`, `optim/<state name>`, `avg/<param path>` (SNFS) and
+//! `init/<param path>` (initial weights for `initial_dist` growth); metadata
 //! `rigl.trainer` (the trainer's configuration, plan and counters as JSON) and `optim/<key>`;
 //! scalars `optim/<key>`.
 
@@ -85,17 +86,20 @@ pub fn save_checkpoint<M: Module, O: SparseOptimizer>(
     for t in optim_reader.into_tensors().map_err(|e| err(&e))? {
         tensors.push(renamed(t, "optim/").map_err(|e| err(&e))?);
     }
-    for (p, avg) in trainer.averages() {
-        let values = floats_to_host(avg.clone());
-        let n = values.len();
-        let (bytes, shape, dtype) = TensorData::new(values, [n]).into_parts();
-        tensors.push(burn_pack::Tensor::new(
-            format!("avg/{p}"),
-            dtype,
-            shape,
-            None,
-            bytes,
-        ));
+    let flat = [("avg/", trainer.averages()), ("init/", trainer.initial_weights())];
+    for (prefix, map) in flat {
+        for (p, t) in map {
+            let values = floats_to_host(t.clone());
+            let n = values.len();
+            let (bytes, shape, dtype) = TensorData::new(values, [n]).into_parts();
+            tensors.push(burn_pack::Tensor::new(
+                format!("{prefix}{p}"),
+                dtype,
+                shape,
+                None,
+                bytes,
+            ));
+        }
     }
     let (config, sparsity, plan, state) = trainer.parts();
     let meta = TrainerMeta {
@@ -164,6 +168,7 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
     let mut model_tensors = Vec::new();
     let mut optim_tensors = Vec::new();
     let mut averages = HashMap::new();
+    let mut initial_weights = HashMap::new();
     for t in reader.into_tensors().map_err(|e| err(&e))? {
         if let Some(rest) = t.name.strip_prefix("model/") {
             let rest = rest.to_string();
@@ -171,11 +176,16 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
         } else if let Some(rest) = t.name.strip_prefix("optim/") {
             let rest = rest.to_string();
             optim_tensors.push(with_name(t, rest).map_err(|e| err(&e))?);
-        } else if let Some(rest) = t.name.strip_prefix("avg/") {
+        } else if let Some((map, rest)) = t
+            .name
+            .strip_prefix("avg/")
+            .map(|r| (&mut averages, r))
+            .or_else(|| t.name.strip_prefix("init/").map(|r| (&mut initial_weights, r)))
+        {
             let rest = rest.to_string();
             let (_, dtype, shape, _, bytes) = t.into_parts().map_err(|e| err(&e))?;
             let data = TensorData::from_bytes(bytes, shape, dtype);
-            averages.insert(rest, Tensor::<1>::from_data(data, device));
+            map.insert(rest, Tensor::<1>::from_data(data, device));
         }
     }
     let model_bytes = burn_pack::Writer::new(model_tensors)
@@ -197,8 +207,14 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
     let optim = optim
         .with_state_bytes(writer.into_bytes().map_err(|e| err(&e))?)
         .map_err(|e| err(&e))?;
-    let trainer =
-        SparseTrainer::from_parts(meta.config, meta.sparsity, meta.plan, meta.state, averages);
+    let trainer = SparseTrainer::from_parts(
+        meta.config,
+        meta.sparsity,
+        meta.plan,
+        meta.state,
+        averages,
+        initial_weights,
+    );
     let model = trainer.next_mode_for(model);
     Ok(Resumed {
         model,

@@ -61,7 +61,7 @@ pub use plan::{LayerRole, PlannedLayer, SparsityPlan};
 pub use report::{LayerReport, SparsityReport};
 pub use schedule::{DropAnneal, UpdateSchedule};
 pub use sgd::{SparseSgd, SparseSgdConfig};
-pub use slot_optimizer::{SlotOptimizer, SlotRule, SlotState};
+pub use slot_optimizer::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
 pub use sparsify::Sparsify;
 pub use trainer::{DstConfig, GrowInit, SparseTrainer, StepOutcome, TrainerState, UpdateStats};
 pub use updater::{MaskUpdater, Method};

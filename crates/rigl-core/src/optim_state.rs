@@ -37,6 +37,15 @@ pub trait SparseOptimizer {
     /// [`SparsityError::OptimizerState`] if the state cannot be edited.
     fn reset_slots(&mut self, resets: &[(ParamId, Tensor<1, Bool>)]) -> Result<usize>;
 
+    /// Set every state slot of each parameter in `inits` to the given flat values at the
+    /// positions set in its flat mask (RigL's `rigl_acc_scale`: slots of new connections start
+    /// at a multiple of the gradient). Parameters without state are skipped. Returns the number
+    /// of state tensors edited.
+    ///
+    /// # Errors
+    /// [`SparsityError::OptimizerState`] if the state cannot be edited.
+    fn init_slots(&mut self, inits: &[(ParamId, Tensor<1, Bool>, Tensor<1>)]) -> Result<usize>;
+
     /// The state as a burnpack buffer (what checkpoints keep).
     ///
     /// # Errors
@@ -69,6 +78,19 @@ impl SparseOptimizer for ModuleOptimizer {
         reset_optimizer_slots(self, &host)
     }
 
+    fn init_slots(&mut self, inits: &[(ParamId, Tensor<1, Bool>, Tensor<1>)]) -> Result<usize> {
+        let host: HashMap<ParamId, (Vec<bool>, Vec<f32>)> = inits
+            .iter()
+            .map(|(id, r, v)| {
+                (
+                    *id,
+                    (bools_to_host(r.clone()), crate::mask::floats_to_host(v.clone())),
+                )
+            })
+            .collect();
+        edit_optimizer_slots(self, &host)
+    }
+
     fn state_bytes(&self) -> Result<Bytes> {
         self.into_bytes().map_err(|e| state_error(&e))
     }
@@ -87,7 +109,20 @@ pub fn reset_optimizer_slots(
     optim: &mut ModuleOptimizer,
     resets: &HashMap<ParamId, Vec<bool>>,
 ) -> Result<usize> {
-    if resets.values().all(|r| !r.iter().any(|&b| b)) {
+    let edits = resets
+        .iter()
+        .map(|(id, r)| (*id, (r.clone(), vec![0.0; r.len()])))
+        .collect();
+    edit_optimizer_slots(optim, &edits)
+}
+
+/// Set, in `optim`'s state, every slot of the parameters in `edits` to the given values at the
+/// positions set in their flat mask. Returns the number of state tensors edited.
+fn edit_optimizer_slots(
+    optim: &mut ModuleOptimizer,
+    edits: &HashMap<ParamId, (Vec<bool>, Vec<f32>)>,
+) -> Result<usize> {
+    if edits.values().all(|(r, _)| !r.iter().any(|&b| b)) {
         return Ok(0);
     }
     let err = state_error;
@@ -96,7 +131,8 @@ pub fn reset_optimizer_slots(
     let scalars = reader.scalars().clone();
     let metadata = reader.metadata().clone();
     let tensors = reader.into_tensors().map_err(|e| err(&e))?;
-    let by_id: HashMap<u64, &Vec<bool>> = resets.iter().map(|(id, r)| (id.val(), r)).collect();
+    let by_id: HashMap<u64, &(Vec<bool>, Vec<f32>)> =
+        edits.iter().map(|(id, e)| (id.val(), e)).collect();
 
     let mut edited = 0;
     let mut out = Vec::with_capacity(tensors.len());
@@ -104,10 +140,10 @@ pub fn reset_optimizer_slots(
         let reset = t.param_id.and_then(|id| by_id.get(&id));
         let numel: usize = t.shape.as_slice().iter().product();
         match reset {
-            Some(reset) if numel == reset.len() && t.dtype.is_float() => {
+            Some((reset, values)) if numel == reset.len() && t.dtype.is_float() => {
                 let (name, dtype, shape, id, bytes) = t.into_parts().map_err(|e| err(&e))?;
                 let data = TensorData::from_bytes(bytes, shape.clone(), dtype);
-                let data = zero_at(data, reset).map_err(|e| err(&e))?;
+                let data = set_at(data, reset, values).map_err(|e| err(&e))?;
                 let (bytes, _, dtype) = data.into_parts();
                 out.push(burn_pack::Tensor::new(name, dtype, shape, id, bytes));
                 edited += 1;
@@ -127,16 +163,20 @@ pub fn reset_optimizer_slots(
     Ok(edited)
 }
 
-fn zero_at(data: TensorData, reset: &[bool]) -> core::result::Result<TensorData, String> {
+fn set_at(
+    data: TensorData,
+    reset: &[bool],
+    new: &[f32],
+) -> core::result::Result<TensorData, String> {
     let shape = data.shape().clone();
     let dtype = data.dtype();
     let mut values: Vec<f32> = data
         .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| format!("{e:?}"))?;
-    for (v, r) in values.iter_mut().zip(reset) {
+    for ((v, r), n) in values.iter_mut().zip(reset).zip(new) {
         if *r {
-            *v = 0.0;
+            *v = *n;
         }
     }
     let data = TensorData::new(values, shape);

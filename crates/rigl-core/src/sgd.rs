@@ -32,7 +32,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState};
+use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
 use burn::config::Config;
 use burn::module::ParamId;
 use burn::optim::decay::{WeightDecay, WeightDecayConfig};
@@ -50,6 +50,10 @@ pub struct SparseSgdConfig {
     pub weight_decay: Option<WeightDecayConfig>,
     /// Momentum (with dampening and optional Nesterov).
     pub momentum: Option<MomentumConfig>,
+    /// Which parameters the weight decay applies to: all (Burn's behaviour, the default) or the
+    /// kernels only (the reference's L2; what `rigl train` uses).
+    #[config(default = "WeightDecayScope::All")]
+    pub weight_decay_scope: WeightDecayScope,
     /// Gradient clipping, applied first.
     pub gradient_clipping: Option<GradientClippingConfig>,
 }
@@ -66,7 +70,7 @@ impl SparseSgdConfig {
                 nesterov: m.nesterov,
             }),
         };
-        SlotOptimizer::new(rule, self.gradient_clipping.as_ref().map(|c| c.init()))
+        SlotOptimizer::new(rule, self.gradient_clipping.as_ref().map(|c| c.init())).with_decay_scope(self.weight_decay_scope)
     }
 }
 
@@ -101,10 +105,11 @@ impl SlotRule for SgdRule {
         tensor: Tensor<D>,
         mut grad: Tensor<D>,
         state: Option<SlotState>,
+        decay: bool,
     ) -> (Tensor<D>, SlotState) {
         let time = state.as_ref().map_or(0, |s| s.time) + 1;
-        if let Some(decay) = &self.weight_decay {
-            grad = decay.transform(grad, tensor.clone());
+        if let Some(weight_decay) = self.weight_decay.as_ref().filter(|_| decay) {
+            grad = weight_decay.transform(grad, tensor.clone());
         }
         let mut slots = Vec::new();
         if let Some(m) = self.momentum {
@@ -132,7 +137,7 @@ mod tests {
     use super::*;
     use crate::SparseOptimizer;
     use crate::mask::{bools_to_host, floats_to_host};
-    use crate::test_utils::{Mlp, assert_same_steps};
+    use crate::test_utils::{Mlp, assert_kernel_only_decay, assert_same_steps};
     use burn::optim::SgdConfig;
     use burn::tensor::{Bool, Device, TensorData};
 
@@ -175,6 +180,25 @@ mod tests {
             let g = b.grads(9, 8, &device);
             assert!(g.get::<2>(b.fc1.weight.id).is_some());
         }
+    }
+
+    #[test]
+    fn kernel_scope_decays_kernels_only() {
+        let device = device();
+        let momentum = Some(MomentumConfig::new().with_nesterov(true).with_dampening(0.0));
+        let decay = Some(WeightDecayConfig::new(0.05));
+        let burn = |decay: Option<WeightDecayConfig>| {
+            SgdConfig::new()
+                .with_momentum(momentum.clone())
+                .with_weight_decay(decay)
+                .init()
+        };
+        let mut ours = SparseSgdConfig::new()
+            .with_momentum(momentum.clone())
+            .with_weight_decay(decay.clone())
+            .with_weight_decay_scope(WeightDecayScope::Kernels)
+            .init();
+        assert_kernel_only_decay(burn(decay), burn(None), &mut ours, "sgd", &device);
     }
 
     #[test]

@@ -23,6 +23,57 @@ use std::collections::HashMap;
 /// Metadata key that names the rule of a saved state.
 const FORMAT_KEY: &str = "rigl.optimizer";
 
+/// Which parameters a [`SlotOptimizer`]'s weight decay applies to.
+///
+/// Burn's optimizers decay every parameter ([`All`](Self::All), the default of the `Sparse*`
+/// configs, so that they stay equal to Burn's). The reference implementation of RigL adds its
+/// L2 term for the kernels of conv and dense layers only, never for biases or normalisation
+/// parameters ([`Kernels`](Self::Kernels), what `rigl train` uses).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightDecayScope {
+    /// Every parameter with a gradient (Burn's behaviour).
+    #[default]
+    All,
+    /// Float parameters of rank >= 2 only: the kernels of linear and conv layers, the
+    /// parameters [`Sparsify`](crate::Sparsify) can mask. Biases and normalisation parameters
+    /// (rank 1) are not decayed.
+    Kernels,
+}
+
+impl WeightDecayScope {
+    /// Whether a parameter of rank `rank` is decayed.
+    pub fn decays(&self, rank: usize) -> bool {
+        match self {
+            Self::All => true,
+            Self::Kernels => rank >= 2,
+        }
+    }
+}
+
+impl core::str::FromStr for WeightDecayScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> core::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "all" => Ok(Self::All),
+            "kernels" => Ok(Self::Kernels),
+            other => Err(format!(
+                "unknown weight-decay scope `{other}`: expected all or kernels"
+            )),
+        }
+    }
+}
+
+impl core::fmt::Display for WeightDecayScope {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::All => "all",
+            Self::Kernels => "kernels",
+        })
+    }
+}
+
 /// The state of one parameter: flat tensors with one entry per weight, and a step count.
 #[derive(Clone, Debug)]
 pub struct SlotState {
@@ -40,12 +91,16 @@ pub trait SlotRule: Clone + Send + Sync {
     /// The new value of `tensor` after a step with `grad` at learning rate `lr`, and the
     /// parameter's new state (`state` is `None` at its first step). All tensors are on the inner
     /// backend; slots are flat and are reshaped to the parameter's shape as needed.
+    ///
+    /// `decay` says whether the rule's weight decay applies to this parameter (see
+    /// [`WeightDecayScope`]).
     fn update<const D: usize>(
         &self,
         lr: f64,
         tensor: Tensor<D>,
         grad: Tensor<D>,
         state: Option<SlotState>,
+        decay: bool,
     ) -> (Tensor<D>, SlotState);
 }
 
@@ -54,6 +109,7 @@ pub trait SlotRule: Clone + Send + Sync {
 pub struct SlotOptimizer<R: SlotRule> {
     rule: R,
     clipping: Option<GradientClipping>,
+    decay_scope: WeightDecayScope,
     states: HashMap<ParamId, SlotState>,
 }
 
@@ -62,6 +118,7 @@ impl<R: SlotRule> core::fmt::Debug for SlotOptimizer<R> {
         f.debug_struct("SlotOptimizer")
             .field("rule", &R::NAME)
             .field("clipping", &self.clipping.is_some())
+            .field("decay_scope", &self.decay_scope)
             .field("parameters with state", &self.states.len())
             .finish()
     }
@@ -73,8 +130,20 @@ impl<R: SlotRule> SlotOptimizer<R> {
         Self {
             rule,
             clipping,
+            decay_scope: WeightDecayScope::All,
             states: HashMap::new(),
         }
+    }
+
+    /// The same optimizer with its weight decay applied to the parameters of `scope` only.
+    pub fn with_decay_scope(mut self, scope: WeightDecayScope) -> Self {
+        self.decay_scope = scope;
+        self
+    }
+
+    /// Which parameters the weight decay applies to.
+    pub fn decay_scope(&self) -> WeightDecayScope {
+        self.decay_scope
     }
 
     /// The state of parameter `id`, if it has taken a step.
@@ -114,6 +183,40 @@ impl<R: SlotRule> SparseOptimizer for SlotOptimizer<R> {
                 .map(|slot| {
                     let mask = reset.clone().without_autodiff().to_device(&slot.device());
                     slot.mask_fill(mask, 0.0)
+                })
+                .collect();
+            edited += state.slots.len();
+        }
+        Ok(edited)
+    }
+
+    fn init_slots(&mut self, inits: &[(ParamId, Tensor<1, Bool>, Tensor<1>)]) -> Result<usize> {
+        let mut edited = 0;
+        for (id, positions, values) in inits {
+            let Some(state) = self.states.get_mut(id) else {
+                continue;
+            };
+            if let Some(slot) = state
+                .slots
+                .iter()
+                .find(|s| s.dims() != positions.dims() || s.dims() != values.dims())
+            {
+                return Err(SparsityError::OptimizerState(format!(
+                    "the slot values of parameter {id} have {} entries and {} positions, its \
+                     state {}",
+                    values.dims()[0],
+                    positions.dims()[0],
+                    slot.dims()[0]
+                )));
+            }
+            let slots = core::mem::take(&mut state.slots);
+            state.slots = slots
+                .into_iter()
+                .map(|slot| {
+                    let device = slot.device();
+                    let mask = positions.clone().without_autodiff().to_device(&device);
+                    let values = values.clone().without_autodiff().to_device(&device);
+                    slot.mask_where(mask, values)
                 })
                 .collect();
             edited += state.slots.len();
@@ -250,10 +353,11 @@ impl<R: SlotRule> ModuleMapper for StepMapper<'_, R> {
             }
             s
         });
+        let decay = self.optim.decay_scope.decays(D);
         let (updated, state) = self
             .optim
             .rule
-            .update(lr, tensor.inner(), grad.inner(), state);
+            .update(lr, tensor.inner(), grad.inner(), state, decay);
         self.optim.states.insert(id, state);
         Param::from_mapped_value(id, context.restore(updated, id), mapper)
     }

@@ -96,6 +96,33 @@ pub fn assert_same_steps<O: crate::SparseOptimizer>(
     b
 }
 
+/// One step of `ours` (weight decay on the kernels only) from a fresh model: the kernels must
+/// equal one step of Burn's optimizer with the decay (`decayed`), the biases one step without it
+/// (`plain`), bit for bit.
+pub fn assert_kernel_only_decay<O: crate::SparseOptimizer>(
+    mut decayed: burn::optim::ModuleOptimizer,
+    mut plain: burn::optim::ModuleOptimizer,
+    ours: &mut O,
+    label: &str,
+    device: &Device,
+) {
+    let start = Mlp::new([6, 10, 8, 3], device);
+    let step = |optim: &mut dyn FnMut(Mlp, GradientsParams) -> Mlp| {
+        let model = start.clone();
+        let g = model.grads(0, 8, device);
+        weight_bits(&optim(model, g))
+    };
+    let with_decay = step(&mut |m, g| decayed.step(0.05, m, g));
+    let without = step(&mut |m, g| plain.step(0.05, m, g));
+    let scoped = step(&mut |m, g| ours.step(0.05.into(), m, g));
+    // weight_bits lists weight, bias of each layer: even entries are kernels.
+    for (i, ((s, d), p)) in scoped.iter().zip(&with_decay).zip(&without).enumerate() {
+        let (expected, other) = if i % 2 == 0 { (d, p) } else { (p, d) };
+        assert_eq!(s, expected, "{label}: parameter {i}");
+        assert_ne!(expected, other, "{label}: parameter {i} is not affected by the decay");
+    }
+}
+
 /// A deterministic batch: Philox normals-ish inputs and labels.
 pub fn batch_of(
     index: u32,

@@ -31,8 +31,13 @@
 //!   the mask and the step counter does not advance, so the same step number is seen again and
 //!   then trains normally. [`DstConfig::train_on_update_steps`] trains first instead.
 //! - SET, SNFS, `static_rezero` and gradual pruning take the optimizer step first, then update
-//!   the mask in the same iteration.
-//! - `n_prune = int(n_ones * drop_fraction)`; kept connections are excluded from growth; a
+//!   the mask in the same iteration; as in TF, where the optimizer increments the global step
+//!   first, that update sees the step counter after the increment, `t + 1`
+//!   ([`MaskUpdater::schedule_step`]): with `begin_step = b > 0` the first update follows batch
+//!   `b - 1`, and with `end_step % frequency == 0` there is none at `t = end_step`. Gradual
+//!   pruning's `last_update` starts at 0 (model_pruning's), the others' at `-frequency`.
+//! - `n_prune = int32(f32(n_ones) * f32(drop_fraction))`, the drop-fraction anneals in `f32`,
+//!   as the reference computes them; kept connections are excluded from growth; a
 //!   connection dropped and regrown in the same update keeps its weight and optimizer state;
 //!   new connections start at weight 0 ([`GrowInit::Zeros`]) with every optimizer slot zero.
 //! - The optimizer always sees masked gradients (zero at inactive positions), also on steps
@@ -73,16 +78,104 @@ use rigl_kernels::{Philox, stream_id};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// Weight given to new connections.
+/// Weight given to new connections: the reference's `grow_init` options. The `_X` suffix of a
+/// name is a divisor (default 1), read as the reference's `extract_number` does
+/// (`random_normal_2`, `random_normal_.5`).
+///
+/// Random values come from the counter-based generator keyed by `(seed, layer, step)` (the
+/// reference's stateless generators are keyed by Python's per-process string hash, so no run
+/// reproduces another's values bit for bit). They are drawn at every new connection of the
+/// update (and, for `static_rezero`, at every re-zeroed weight).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum GrowInit {
-    /// Zero (the reference's default, `zeros`).
+    /// Zero (`zeros`, the reference's default).
     #[default]
     Zeros,
-    /// Normal samples with this standard deviation from the counter-based generator (the
-    /// reference's `random_normal`).
+    /// `initial_dist_X`: a random permutation of the layer's initial weights (the values it had
+    /// when training started, kept by the trainer), divided by X.
+    InitialDist(f64),
+    /// `random_normal_X`: `N(0, std(W)) / X`, with `std(W)` the population standard deviation of
+    /// all stored weights of the layer (active and inactive, as the reference's
+    /// `reduce_std(weights)` of the raw variable).
     RandomNormal(f64),
+    /// `random_uniform_X`: `U(-mean|W|, mean|W|) / X`, the mean over all stored weights.
+    RandomUniform(f64),
+    /// `grad_scale_X` (RigL only): the dense gradient `dL/d(w*m)` divided by X.
+    GradScale(f64),
+    /// `grad_sign_X` (RigL only): `sign(dL/d(w*m)) / X`.
+    GradSign(f64),
+}
+
+impl GrowInit {
+    /// The divisor X (1 for `zeros`).
+    pub fn divisor(&self) -> f64 {
+        match *self {
+            Self::Zeros => 1.0,
+            Self::InitialDist(x)
+            | Self::RandomNormal(x)
+            | Self::RandomUniform(x)
+            | Self::GradScale(x)
+            | Self::GradSign(x) => x,
+        }
+    }
+
+    /// Whether the values are the dense gradient's (RigL's options).
+    pub fn uses_gradient(&self) -> bool {
+        matches!(self, Self::GradScale(_) | Self::GradSign(_))
+    }
+}
+
+impl core::str::FromStr for GrowInit {
+    type Err = String;
+
+    fn from_str(s: &str) -> core::result::Result<Self, String> {
+        let s = s.to_ascii_lowercase();
+        if s == "zeros" {
+            return Ok(Self::Zeros);
+        }
+        let options: [(&str, fn(f64) -> Self); 5] = [
+            ("initial_dist", Self::InitialDist),
+            ("random_normal", Self::RandomNormal),
+            ("random_uniform", Self::RandomUniform),
+            ("grad_scale", Self::GradScale),
+            ("grad_sign", Self::GradSign),
+        ];
+        let unknown = || {
+            format!(
+                "unknown grow init `{s}`: expected zeros, initial_dist[_X], random_normal[_X], \
+                 random_uniform[_X], grad_scale[_X] or grad_sign[_X] (X a divisor, e.g. random_normal_2)"
+            )
+        };
+        let (name, make) = options
+            .iter()
+            .find(|(name, _)| s.starts_with(name))
+            .ok_or_else(unknown)?;
+        // The reference's extract_number: the number after the last `_`, 1 without one.
+        let rest = &s[name.len()..];
+        let divisor = match rest.strip_prefix('_') {
+            None if rest.is_empty() => 1.0,
+            Some(x) if !x.is_empty() && x.chars().all(|c| c.is_ascii_digit() || c == '.') => {
+                x.parse::<f64>().map_err(|_| unknown())?
+            }
+            _ => return Err(unknown()),
+        };
+        Ok(make(divisor))
+    }
+}
+
+impl core::fmt::Display for GrowInit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = match self {
+            Self::Zeros => return f.write_str("zeros"),
+            Self::InitialDist(_) => "initial_dist",
+            Self::RandomNormal(_) => "random_normal",
+            Self::RandomUniform(_) => "random_uniform",
+            Self::GradScale(_) => "grad_scale",
+            Self::GradSign(_) => "grad_sign",
+        };
+        write!(f, "{name}_{}", self.divisor())
+    }
 }
 
 /// Configuration of dynamic sparse training, named after the reference's flags.
@@ -123,6 +216,19 @@ pub struct DstConfig {
     /// Decay of SNFS's gradient moving average.
     #[config(default = 0.9)]
     pub snfs_decay: f64,
+    /// RigL's `rigl_acc_scale`: every optimizer slot of a new connection starts at
+    /// `rigl_acc_scale * dL/d(w*m)` instead of 0 (the reference suggests values between 0 and
+    /// `1 / (1 - momentum)`). RigL only.
+    #[config(default = 0.0)]
+    pub rigl_acc_scale: f64,
+    /// Gradual pruning's threshold smoothing (model_pruning's `threshold_decay`, in `[0, 1)`).
+    #[config(default = 0.0)]
+    pub threshold_decay: f64,
+    /// The L2 coefficient on the kernels of the loss being trained (the optimizer's weight
+    /// decay). Only SNIP reads it: its score `|g * w|` takes the gradient of the reference's
+    /// total loss, cross-entropy plus L2, so `g = dL/dw + lambda * w`. 0: no L2 term.
+    #[config(default = 0.0)]
+    pub weight_decay: f64,
 }
 
 impl DstConfig {
@@ -131,7 +237,9 @@ impl DstConfig {
     /// # Errors
     /// [`SparsityError::InvalidSetting`] for a frequency below 1, a drop fraction outside
     /// `[0, 1]`, an end step before the begin step, a non-positive multiplier, an SNFS decay
-    /// outside `[0, 1)` or a non-finite grow-init deviation.
+    /// outside `[0, 1)`, a grow-init divisor that is not positive, a gradient grow init or
+    /// `rigl_acc_scale` for another method than RigL, a threshold decay outside `[0, 1)`, a
+    /// negative weight decay, or an exponential anneal without an end step.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(SparsityError::InvalidSetting(m));
         if self.frequency < 1 {
@@ -169,10 +277,42 @@ impl DstConfig {
         {
             return bad(format!("exponential anneal power {k} must be >= 0"));
         }
-        if let GrowInit::RandomNormal(std) = self.grow_init
-            && !(std.is_finite() && std >= 0.0)
+        let divisor = self.grow_init.divisor();
+        if !(divisor.is_finite() && divisor > 0.0) {
+            return bad(format!(
+                "grow-init divisor {divisor} of `{}` must be a positive number",
+                self.grow_init
+            ));
+        }
+        if self.grow_init.uses_gradient() && self.method != Method::Rigl {
+            return bad(format!(
+                "grow init `{}` takes RigL's dense gradient: method {} has none at its updates",
+                self.grow_init, self.method
+            ));
+        }
+        if self.rigl_acc_scale != 0.0
+            && !(self.method == Method::Rigl && self.rigl_acc_scale.is_finite())
         {
-            return bad(format!("grow-init deviation {std} must be >= 0"));
+            return bad(format!(
+                "rigl_acc_scale {} needs method rigl and a finite value",
+                self.rigl_acc_scale
+            ));
+        }
+        if !(0.0..1.0).contains(&self.threshold_decay) {
+            return bad(format!(
+                "threshold decay {} is outside [0, 1)",
+                self.threshold_decay
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!("weight decay {} must be >= 0", self.weight_decay));
+        }
+        if matches!(self.drop_anneal, DropAnneal::ExponentialK(_)) && self.end_step < 0 {
+            return bad(
+                "the exponential drop-fraction anneal needs an end step: the reference divides \
+                 by end - begin, and without an end the fraction grows past 1"
+                    .into(),
+            );
         }
         if self.method == Method::Prune && self.end_step < 0 {
             return bad("gradual pruning needs an end step".into());
@@ -180,10 +320,11 @@ impl DstConfig {
         Ok(())
     }
 
-    /// The schedule in force: begin and end steps scaled by the multiplier.
+    /// The schedule in force: begin and end steps scaled by the multiplier and truncated, as
+    /// the reference's `int(step * training_steps_multiplier)` (the frequency is not scaled).
     pub fn schedule(&self) -> UpdateSchedule {
         let m = self.training_steps_multiplier;
-        let scale = |s: i64| (s as f64 * m).round() as i64;
+        let scale = |s: i64| (s as f64 * m) as i64;
         UpdateSchedule {
             begin_step: scale(self.begin_step),
             end_step: if self.end_step < 0 {
@@ -199,14 +340,18 @@ impl DstConfig {
 }
 
 /// Counters of a sparse training run (all of its state but tensors).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
     /// The step counter (optimizer steps taken).
     pub step: i64,
-    /// The step of the last mask update.
+    /// The step the last mask update saw ([`MaskUpdater::schedule_step`]).
     pub last_update: i64,
     /// Mask updates so far.
     pub updates: u64,
+    /// Gradual pruning's smoothed magnitude threshold of each layer at its last update, by
+    /// parameter path (model_pruning's `threshold` variables; absent: 0).
+    #[serde(default)]
+    pub thresholds: std::collections::BTreeMap<String, f32>,
 }
 
 /// One layer of an [`UpdateStats`].
@@ -264,6 +409,7 @@ pub struct SparseTrainer {
     updater: Option<Box<dyn MaskUpdater>>,
     state: TrainerState,
     averages: HashMap<String, Tensor<1>>,
+    initial_weights: HashMap<String, Tensor<1>>,
 }
 
 impl Clone for SparseTrainer {
@@ -274,6 +420,7 @@ impl Clone for SparseTrainer {
             self.plan.clone(),
             self.state.clone(),
             self.averages.clone(),
+            self.initial_weights.clone(),
         )
     }
 }
@@ -317,18 +464,35 @@ impl SparseTrainer {
             }
         };
         let schedule = dst.schedule();
+        let updater = dst.method.updater();
+        let last_update = match &updater {
+            Some(u) => u.initial_last_update(&schedule),
+            None => schedule.initial_last_update(),
+        };
         let trainer = Self {
-            updater: dst.method.updater(),
+            updater,
             state: TrainerState {
                 step: 0,
-                last_update: schedule.initial_last_update(),
+                last_update,
                 updates: 0,
+                thresholds: Default::default(),
             },
             config: dst,
             sparsity: sparsity.clone(),
             plan,
             averages: HashMap::new(),
+            initial_weights: HashMap::new(),
         };
+        let mut trainer = trainer;
+        if matches!(trainer.config.grow_init, GrowInit::InitialDist(_)) {
+            // `initial_dist` draws from the weights the layers start with.
+            let layers = model.sparse_layers();
+            trainer.initial_weights =
+                flat_weights(&model, layers.iter().map(|l| l.path.as_str()))
+                    .into_iter()
+                    .map(|(p, w)| (p, w.without_autodiff()))
+                    .collect();
+        }
         let model = trainer.with_next_mode(model);
         Ok((model, trainer))
     }
@@ -368,7 +532,7 @@ impl SparseTrainer {
         }
         self.config
             .schedule()
-            .is_update_step(self.state.step, self.state.last_update)
+            .is_update_step(u.schedule_step(self.state.step), self.state.last_update)
     }
 
     /// The gradient mode the next forward pass must run in.
@@ -460,10 +624,14 @@ impl SparseTrainer {
         };
         let mut update = None;
         if is_update {
-            let (m, stats) = self.update_masks(model, optim, &dense, t)?;
+            // The step the update sees (t + 1 after the optimizer's increment, or t for RigL and
+            // SNIP): see `MaskUpdater::schedule_step`.
+            let seen = updater.schedule_step(t);
+            let (m, stats, thresholds) = self.update_masks(model, optim, &dense, seen)?;
             model = m;
             update = Some(stats);
-            self.state.last_update = t;
+            self.state.thresholds.extend(thresholds);
+            self.state.last_update = seen;
             self.state.updates += 1;
         }
         if train {
@@ -483,7 +651,7 @@ impl SparseTrainer {
         optim: &mut O,
         dense: &HashMap<ParamId, Tensor<1>>,
         t: i64,
-    ) -> Result<(M, UpdateStats)> {
+    ) -> Result<(M, UpdateStats, Thresholds)> {
         let updater = self.updater.as_ref().expect("updates need an updater");
         let schedule = self.config.schedule();
         let ctx = UpdateContext {
@@ -493,6 +661,8 @@ impl SparseTrainer {
             allow_regrow: self.config.allow_regrow,
             begin_step: schedule.begin_step,
             end_step: schedule.end_step,
+            threshold_decay: self.config.threshold_decay,
+            weight_decay: self.config.weight_decay,
         };
         let layers = model.sparse_layers();
         let (input, ids) = self.update_input(&model, &layers, dense)?;
@@ -504,9 +674,14 @@ impl SparseTrainer {
                     drop_fraction: ctx.drop_fraction,
                     layers: Vec::new(),
                 },
+                Vec::new(),
             ));
         }
         let decision = updater.update(&ctx, &input)?;
+        let thresholds: Thresholds = match &decision.thresholds {
+            Some(t) => input.layers.iter().map(|l| l.path.clone()).zip(t.iter().copied()).collect(),
+            None => Vec::new(),
+        };
 
         // Per-layer counts of the decision: from the updater when it counted them, otherwise
         // from the masks, read back in one transfer.
@@ -560,9 +735,29 @@ impl SparseTrainer {
             grow_init: self.config.grow_init,
             seed: self.sparsity.seed,
             step: t,
+            gradients: dense,
+            initial_weights: &self.initial_weights,
         };
         let model = model.map(&mut mapper);
-        optim.reset_slots(&slot_resets)?;
+        let acc_scale = self.config.rigl_acc_scale;
+        if acc_scale != 0.0 {
+            // RigL's rigl_acc_scale: the slots of new connections start at
+            // acc_scale * dL/d(w*m).
+            let inits: Vec<_> = slot_resets
+                .iter()
+                .map(|(id, r)| {
+                    let g = dense.get(id).cloned().ok_or_else(|| {
+                        SparsityError::InvalidSetting(
+                            "rigl_acc_scale needs the dense gradient of every updated layer".into(),
+                        )
+                    })?;
+                    Ok((*id, r.clone(), g.without_autodiff().mul_scalar(acc_scale)))
+                })
+                .collect::<Result<_>>()?;
+            optim.init_slots(&inits)?;
+        } else {
+            optim.reset_slots(&slot_resets)?;
+        }
         Ok((
             model,
             UpdateStats {
@@ -570,6 +765,7 @@ impl SparseTrainer {
                 drop_fraction: ctx.drop_fraction,
                 layers: stats,
             },
+            thresholds,
         ))
     }
 
@@ -598,12 +794,17 @@ impl SparseTrainer {
                     path: l.path.clone(),
                 })?;
             let len = mask.dims()[0];
+            let planned = plan.layer(&l.path);
             slots.push(LayerSlot {
                 path: l.path.clone(),
                 offset,
                 len,
                 n_active,
-                target_active: plan.layer(&l.path).map(|p| p.n_active).unwrap_or(n_active),
+                target_active: planned.map(|p| p.n_active).unwrap_or(n_active),
+                target_sparsity: planned
+                    .map(|p| p.sparsity)
+                    .unwrap_or(1.0 - n_active as f64 / len.max(1) as f64),
+                threshold: self.state.thresholds.get(&l.path).copied().unwrap_or(0.0),
             });
             w.push(weight);
             offset += len;
@@ -652,6 +853,12 @@ impl SparseTrainer {
         &self.averages
     }
 
+    /// The initial weights of the masked layers, by parameter path, kept for
+    /// [`GrowInit::InitialDist`] (empty otherwise).
+    pub fn initial_weights(&self) -> &HashMap<String, Tensor<1>> {
+        &self.initial_weights
+    }
+
     pub(crate) fn parts(
         &self,
     ) -> (
@@ -674,6 +881,7 @@ impl SparseTrainer {
         plan: Option<SparsityPlan>,
         state: TrainerState,
         averages: HashMap<String, Tensor<1>>,
+        initial_weights: HashMap<String, Tensor<1>>,
     ) -> Self {
         Self {
             updater: config.method.updater(),
@@ -682,6 +890,7 @@ impl SparseTrainer {
             plan,
             state,
             averages,
+            initial_weights,
         }
     }
 
@@ -782,17 +991,72 @@ fn take_gradients<M: Module>(
     Ok(taker.dense)
 }
 
-/// Writes new masks and resets weights at new connections.
-struct UpdateMapper {
+/// Per-layer magnitude thresholds of an update, by parameter path.
+type Thresholds = Vec<(String, f32)>;
+
+/// Writes new masks and sets the weights at new connections to the grow initialisation.
+struct UpdateMapper<'a> {
     path: Vec<String>,
     masks: HashMap<String, Tensor<1, Bool>>,
     resets: HashMap<String, Tensor<1, Bool>>,
     grow_init: GrowInit,
     seed: u64,
     step: i64,
+    gradients: &'a HashMap<ParamId, Tensor<1>>,
+    initial_weights: &'a HashMap<String, Tensor<1>>,
 }
 
-impl ModuleMapper for UpdateMapper {
+impl UpdateMapper<'_> {
+    /// The grow values of the layer at `path` (flat, `n` of them), from its stored weights
+    /// `weights` (flat, inner backend) and its dense gradient `gradient`; `None` for zeros.
+    fn grow_values(
+        &self,
+        path: &str,
+        weights: &Tensor<1>,
+        gradient: Option<&Tensor<1>>,
+    ) -> Option<Tensor<1>> {
+        let device = weights.device();
+        let n = weights.dims()[0];
+        let divisor = self.grow_init.divisor();
+        let upload = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [n]), &device);
+        let gradient = || {
+            gradient
+                .cloned()
+                .expect("validated: gradient grow inits are RigL's, which has the dense gradient")
+                .without_autodiff()
+                .to_device(&device)
+        };
+        let values = match self.grow_init {
+            GrowInit::Zeros => return None,
+            GrowInit::RandomNormal(_) => {
+                // reduce_std: the population deviation of every stored weight of the layer.
+                let std = weights.clone().var_bias(0).sqrt();
+                upload(normal_samples(self.seed, path, self.step, n, 1.0)) * std.expand([n])
+            }
+            GrowInit::RandomUniform(_) => {
+                let mean = weights.clone().abs().mean();
+                upload(uniform_samples(self.seed, path, self.step, n)) * mean.expand([n])
+            }
+            GrowInit::InitialDist(_) => {
+                let initial = self
+                    .initial_weights
+                    .get(path)
+                    .map(|t| crate::mask::floats_to_host(t.clone()))
+                    .unwrap_or_else(|| crate::mask::floats_to_host(weights.clone()));
+                upload(shuffled(self.seed, path, self.step, initial))
+            }
+            GrowInit::GradScale(_) => gradient(),
+            GrowInit::GradSign(_) => gradient().sign(),
+        };
+        Some(if divisor == 1.0 {
+            values
+        } else {
+            values.div_scalar(divisor as f32)
+        })
+    }
+}
+
+impl ModuleMapper for UpdateMapper<'_> {
     fn enter_module(&mut self, name: &str, _: &str) {
         self.path.push(name.to_string());
     }
@@ -806,23 +1070,17 @@ impl ModuleMapper for UpdateMapper {
         let Some(reset) = self.resets.remove(&path) else {
             return param;
         };
-        let (grow_init, seed, step) = (self.grow_init, self.seed, self.step);
         let id = param.id;
+        let gradient = self.gradients.get(&id).cloned();
         param.map(move |t| {
-            let device = t.device();
             let shape = t.shape();
-            let n = shape.num_elements();
             let reset = reset.reshape(shape.clone());
             let context = ParamContext::capture(&t);
             let inner = t.inner();
-            let updated = match grow_init {
-                GrowInit::Zeros => inner.mask_fill(reset, 0.0),
-                GrowInit::RandomNormal(std) => {
-                    let values = normal_samples(seed, &path, step, n, std);
-                    let values = Tensor::<1>::from_data(TensorData::new(values, [n]), &device)
-                        .reshape(shape);
-                    inner.mask_where(reset, values)
-                }
+            let flat: Tensor<1> = inner.clone().reshape([-1]);
+            let updated = match self.grow_values(&path, &flat, gradient.as_ref()) {
+                None => inner.mask_fill(reset, 0.0),
+                Some(values) => inner.mask_where(reset, values.reshape(shape)),
             };
             context.restore(updated, id)
         })
@@ -863,10 +1121,16 @@ fn count_true(parts: Vec<Tensor<1, Bool>>) -> Vec<usize> {
         .collect()
 }
 
-/// Normal samples by Box-Muller over the counter-based generator, on a stream of its own.
+/// The stream of the grow initialisation of the layer at `path` (apart from its selection
+/// streams).
+fn grow_stream(path: &str) -> u32 {
+    stream_id(path) ^ 0x9E37_79B9
+}
+
+/// Standard normal samples (times `std`) by Box-Muller over the counter-based generator.
 fn normal_samples(seed: u64, path: &str, step: i64, n: usize, std: f64) -> Vec<f32> {
     let g = Philox::new(seed);
-    let stream = stream_id(path) ^ 0x9E37_79B9;
+    let stream = grow_stream(path);
     (0..n as u64)
         .map(|i| {
             let u1 = ((g.u32(stream, (step + 1) as u32, 2 * i) >> 8) as f64 + 1.0) / 16_777_217.0;
@@ -874,6 +1138,29 @@ fn normal_samples(seed: u64, path: &str, step: i64, n: usize, std: f64) -> Vec<f
             ((-2.0 * u1.ln()).sqrt() * (2.0 * core::f64::consts::PI * u2).cos() * std) as f32
         })
         .collect()
+}
+
+/// Uniform samples in `[-1, 1)` over the counter-based generator (`-m + u * 2m` for `m = 1`, as
+/// TF's `random_uniform(minval=-m, maxval=m)`).
+fn uniform_samples(seed: u64, path: &str, step: i64, n: usize) -> Vec<f32> {
+    let g = Philox::new(seed);
+    let stream = grow_stream(path) ^ 0x5555;
+    (0..n as u64)
+        .map(|i| -1.0 + 2.0 * g.uniform(stream, (step + 1) as u32, i))
+        .collect()
+}
+
+/// A random permutation of `values` (Fisher-Yates over the counter-based generator), the
+/// reference's `random_shuffle` of the initial weights.
+fn shuffled(seed: u64, path: &str, step: i64, mut values: Vec<f32>) -> Vec<f32> {
+    let g = Philox::new(seed);
+    let stream = grow_stream(path) ^ 0xAAAA;
+    for i in (1..values.len()).rev() {
+        let r = ((g.u32(stream, (step + 1) as u32, 2 * i as u64) as u64) << 32)
+            | g.u32(stream, (step + 1) as u32, 2 * i as u64 + 1) as u64;
+        values.swap(i, (r % (i as u64 + 1)) as usize);
+    }
+    values
 }
 
 #[cfg(test)]
@@ -1028,8 +1315,19 @@ mod tests {
     #[test]
     fn masks_change_only_on_update_steps_and_not_after_end() {
         let device = device();
-        for method in [Method::Set, Method::Rigl, Method::Snfs] {
+        // (method, begin, the steps the updates see, the calls (batches) they follow).
+        // SET and SNFS see the step after the optimizer's increment (t + 1); RigL sees t and
+        // its update iterations do not advance the counter.
+        for (method, begin, seen, calls) in [
+            (Method::Set, 0, vec![1, 5, 9], vec![0, 4, 8]),
+            (Method::Snfs, 0, vec![1, 5, 9], vec![0, 4, 8]),
+            (Method::Rigl, 0, vec![0, 4, 8, 12], vec![0, 5, 10, 15]),
+            (Method::Set, 6, vec![6, 10], vec![5, 9]),
+            (Method::StaticRezero, 6, vec![6, 10], vec![5, 9]),
+            (Method::Rigl, 6, vec![6, 10], vec![6, 11]),
+        ] {
             let dst = DstConfig::new(method)
+                .with_begin_step(begin)
                 .with_frequency(4)
                 .with_end_step(12)
                 .with_drop_fraction(0.5)
@@ -1042,16 +1340,21 @@ mod tests {
             .unwrap();
             let mut optim = sgd();
             let mut prev = masks(&model);
-            let mut update_steps = vec![];
+            let (mut update_steps, mut update_calls, mut call) = (vec![], vec![], 0);
             run(model, &mut trainer, &mut optim, 30, |m, out, _| {
                 let now = masks(m);
                 match &out.update {
-                    Some(u) => update_steps.push(u.step),
+                    Some(u) => {
+                        update_steps.push(u.step);
+                        update_calls.push(call);
+                    }
                     None => assert_eq!(now, prev, "{method}: mask changed outside an update"),
                 }
                 prev = now;
+                call += 1;
             });
-            assert_eq!(update_steps, [0, 4, 8, 12], "{method}");
+            assert_eq!(update_steps, seen, "{method} from {begin}: steps seen");
+            assert_eq!(update_calls, calls, "{method} from {begin}: batches");
         }
     }
 
@@ -1129,6 +1432,54 @@ mod tests {
         }
     }
 
+    /// SNFS with begin step 2: the update follows batch 1 (it sees step 2), drops the smallest
+    /// |w| of the weights after that batch's optimizer step and grows at the largest |EMA of the
+    /// dense gradient| outside the kept connections.
+    #[test]
+    fn snfs_grows_from_the_gradient_average_after_the_optimizer_step() {
+        let device = device();
+        let dst = DstConfig::new(Method::Snfs)
+            .with_begin_step(2)
+            .with_frequency(100)
+            .with_drop_fraction(0.5)
+            .with_drop_anneal(DropAnneal::Constant);
+        let (mut model, mut trainer) = SparseTrainer::init(
+            Mlp::new([4, 6, 5, 3], &device),
+            &SparsityConfig::uniform(0.5),
+            dst,
+        )
+        .unwrap();
+        let mut optim = sgd();
+        for i in 0..2 {
+            let old = bools_to_host(model.mask("fc2.weight").unwrap());
+            let grads = model.grads(i, 8, &device);
+            let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+            model = out.model;
+            assert_eq!(out.update.is_some(), i == 1, "batch {i}");
+            if i == 0 {
+                continue;
+            }
+            assert_eq!(out.update.unwrap().step, 2);
+            let avg = floats_to_host(trainer.averages()["fc2.weight"].clone());
+            let w = floats_to_host(model.fc2.weight.base().reshape([-1]));
+            let active: Vec<usize> = (0..old.len()).filter(|&j| old[j]).collect();
+            let prune = crate::updater::drop_grow::n_prune(active.len(), 0.5);
+            let top = |mut idx: Vec<usize>, score: &dyn Fn(usize) -> f32, k: usize| {
+                idx.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+                idx.truncate(k);
+                idx
+            };
+            let kept = top(active.clone(), &|j| w[j].abs(), active.len() - prune);
+            let others: Vec<usize> = (0..old.len()).filter(|j| !kept.contains(j)).collect();
+            let grown = top(others, &|j| avg[j].abs(), prune);
+            let mut expect = vec![false; old.len()];
+            for j in kept.into_iter().chain(grown) {
+                expect[j] = true;
+            }
+            assert_eq!(bools_to_host(model.mask("fc2.weight").unwrap()), expect);
+        }
+    }
+
     #[test]
     fn snip_keeps_top_connection_sensitivity_once() {
         let device = device();
@@ -1182,30 +1533,297 @@ mod tests {
             SparseTrainer::init(Mlp::new([10, 20, 10, 4], &device), &sparsity, dst).unwrap();
         let plan = trainer.plan().unwrap().clone();
         let mut optim = sgd();
-        let mut seen = vec![];
-        let model = run(model, &mut trainer, &mut optim, 14, |m, out, _| {
+        let (mut seen, mut calls, mut call) = (vec![], vec![], 0);
+        let model = run(model, &mut trainer, &mut optim, 14, |m, out, tr| {
             if let Some(u) = &out.update {
-                let s_t = crate::schedule::gradual_sparsity(0.9, u.step, 2, 10);
-                let n = nnz(m);
-                seen.push((u.step, n[0]));
-                for (l, p) in n.iter().zip(&plan.layers) {
-                    let expect = if u.step >= 10 {
-                        p.n_active
-                    } else {
-                        crate::n_ones(s_t, p.numel()).max(p.n_active)
-                    };
-                    assert_eq!(*l, expect, "step {}", u.step);
+                let ctx = UpdateContext {
+                    step: u.step,
+                    begin_step: 2,
+                    end_step: 10,
+                    ..UpdateContext::default()
+                };
+                seen.push(u.step);
+                calls.push(call);
+                for ((l, p), th) in nnz(m).iter().zip(&plan.layers).zip(&u.layers) {
+                    let k = crate::updater::gradual_pruning::GradualPruning::kept_at(
+                        p.numel(),
+                        p.sparsity,
+                        &ctx,
+                    );
+                    assert_eq!(*l, k, "step {}: {}", u.step, p.path);
+                    assert!(tr.state().thresholds[&th.path] > 0.0);
                 }
             }
+            call += 1;
         });
-        assert_eq!(
-            seen.iter().map(|s| s.0).collect::<Vec<_>>(),
-            [2, 4, 6, 8, 10]
-        );
+        // model_pruning: last_update starts at 0 and the update sees the step after the
+        // optimizer's increment, so the first pruning is at step 2, after batch 1.
+        assert_eq!(seen, [2, 4, 6, 8, 10]);
+        assert_eq!(calls, [1, 3, 5, 7, 9]);
+        // round(f32(N) * (1 - 0.9)) is the plan's N - floor(0.9 N) for these layers.
         assert_eq!(
             nnz(&model),
             plan.layers.iter().map(|l| l.n_active).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn grow_init_names_parse_as_the_reference() {
+        for (name, expect) in [
+            ("zeros", GrowInit::Zeros),
+            ("random_normal", GrowInit::RandomNormal(1.0)),
+            ("random_normal_2", GrowInit::RandomNormal(2.0)),
+            ("random_normal_.5", GrowInit::RandomNormal(0.5)),
+            ("random_uniform_10", GrowInit::RandomUniform(10.0)),
+            ("initial_dist_4", GrowInit::InitialDist(4.0)),
+            ("grad_scale", GrowInit::GradScale(1.0)),
+            ("grad_sign_3", GrowInit::GradSign(3.0)),
+        ] {
+            assert_eq!(name.parse::<GrowInit>().unwrap(), expect, "{name}");
+            assert_eq!(expect.to_string().parse::<GrowInit>().unwrap(), expect);
+        }
+        // The reference rejects these too (`initial_value` is in its flag help, not its code).
+        for bad in ["initial_value", "ones", "random_normal_", "random_normalx", "grad"] {
+            let e = bad.parse::<GrowInit>().unwrap_err();
+            assert!(e.contains("unknown grow init"), "{bad}: {e}");
+        }
+        let rigl = DstConfig::new(Method::Rigl).with_end_step(100);
+        let set = DstConfig::new(Method::Set).with_end_step(100);
+        for (bad, needle) in [
+            (
+                set.clone().with_grow_init(GrowInit::GradSign(1.0)),
+                "RigL's dense gradient",
+            ),
+            (rigl.clone().with_grow_init(GrowInit::RandomNormal(0.0)), "divisor"),
+            (set.clone().with_rigl_acc_scale(0.5), "rigl_acc_scale"),
+            (rigl.clone().with_threshold_decay(1.0), "threshold decay"),
+            (rigl.clone().with_weight_decay(-1.0), "weight decay"),
+            (
+                rigl.clone()
+                    .with_end_step(-1)
+                    .with_drop_anneal(DropAnneal::ExponentialK(1.0)),
+                "needs an end step",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    /// One RigL update at step 0 (it trains nothing, so the stored weights are the initial
+    /// ones) with `grow`: the new connections of every layer, their values, the layer's initial
+    /// weights and its dense gradient.
+    #[allow(clippy::type_complexity)]
+    fn rigl_growth(grow: GrowInit) -> Vec<(Vec<bool>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let device = device();
+        let dst = DstConfig::new(Method::Rigl)
+            .with_end_step(100)
+            .with_drop_fraction(0.5)
+            .with_drop_anneal(DropAnneal::Constant)
+            .with_grow_init(grow);
+        let (model, mut trainer) = SparseTrainer::init(
+            Mlp::new([6, 12, 10, 3], &device),
+            &SparsityConfig::uniform(0.6),
+            dst,
+        )
+        .unwrap();
+        let before = masks(&model);
+        let layers = model.sparse_layers();
+        let initial = read_weights(&model, layers.iter().map(|l| l.path.as_str()));
+        let grads = model.grads(0, 8, &device);
+        let dense: Vec<Vec<f32>> = [&model.fc1, &model.fc2, &model.fc3]
+            .iter()
+            .map(|l| floats_to_host(grads.get::<2>(l.weight.id).unwrap().reshape([-1])))
+            .collect();
+        let out = trainer.step(model, &mut sgd(), 0.05, grads).unwrap();
+        assert!(out.update.is_some() && !out.trained);
+        let after = read_weights(&out.model, layers.iter().map(|l| l.path.as_str()));
+        masks(&out.model)
+            .into_iter()
+            .zip(before)
+            .zip(layers.iter().zip(dense))
+            .map(|((now, old), (l, g))| {
+                let new: Vec<bool> = now.iter().zip(&old).map(|(n, o)| *n && !*o).collect();
+                (new, after[&l.path].clone(), initial[&l.path].clone(), g)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn grow_init_values_at_new_connections() {
+        let total_new = |layers: &[(Vec<bool>, Vec<f32>, Vec<f32>, Vec<f32>)]| {
+            layers
+                .iter()
+                .map(|l| l.0.iter().filter(|&&b| b).count())
+                .sum::<usize>()
+        };
+        // grad_scale_2 and grad_sign_4: the dense gradient / 2, its sign / 4; elsewhere the
+        // weights are untouched.
+        let layers = rigl_growth(GrowInit::GradScale(2.0));
+        assert!(total_new(&layers) > 0);
+        for (new, w, w0, g) in &layers {
+            for i in 0..new.len() {
+                let expect = if new[i] { g[i] / 2.0 } else { w0[i] };
+                assert_eq!(w[i], expect, "grad_scale at {i}");
+            }
+        }
+        for (new, w, _, g) in &rigl_growth(GrowInit::GradSign(4.0)) {
+            for i in (0..new.len()).filter(|&i| new[i]) {
+                let sign = if g[i] == 0.0 { 0.0 } else { g[i].signum() };
+                assert_eq!(w[i], sign * 0.25, "grad_sign at {i}");
+            }
+        }
+        // random_normal_2: N(0, 1) samples of the layer's stream times std(W) / 2, with the
+        // population deviation of all its stored weights.
+        for ((new, w, w0, _), path) in rigl_growth(GrowInit::RandomNormal(2.0))
+            .iter()
+            .zip(["fc1.weight", "fc2.weight", "fc3.weight"])
+        {
+            let n = w0.len() as f64;
+            let mean = w0.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let std = (w0.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let z = normal_samples(0, path, 0, w0.len(), 1.0);
+            for i in (0..new.len()).filter(|&i| new[i]) {
+                let expect = z[i] as f64 * std / 2.0;
+                assert!((w[i] as f64 - expect).abs() <= 1e-5 * (1.0 + expect.abs()), "{path} {i}");
+            }
+        }
+        // random_uniform: U(-mean|W|, mean|W|).
+        for (new, w, w0, _) in &rigl_growth(GrowInit::RandomUniform(1.0)) {
+            let m = w0.iter().map(|v| v.abs()).sum::<f32>() / w0.len() as f32;
+            for i in (0..new.len()).filter(|&i| new[i]) {
+                assert!(w[i].abs() <= m * (1.0 + 1e-5) && w[i] != 0.0, "{} vs {m}", w[i]);
+            }
+        }
+        // initial_dist_2: distinct entries of a permutation of the initial weights, halved.
+        for (new, w, w0, _) in &rigl_growth(GrowInit::InitialDist(2.0)) {
+            let mut pool: Vec<u32> = w0.iter().map(|v| (v / 2.0).to_bits()).collect();
+            for i in (0..new.len()).filter(|&i| new[i]) {
+                let at = pool.iter().position(|&b| b == w[i].to_bits());
+                assert!(at.is_some(), "{} is not an initial weight / 2", w[i]);
+                pool.swap_remove(at.unwrap());
+            }
+        }
+        // zeros.
+        for (new, w, _, _) in &rigl_growth(GrowInit::Zeros) {
+            assert!((0..new.len()).all(|i| !new[i] || w[i] == 0.0));
+        }
+    }
+
+    #[test]
+    fn initial_weights_are_kept_and_checkpointed_for_initial_dist() {
+        let device = device();
+        let dst = DstConfig::new(Method::Set).with_grow_init(GrowInit::InitialDist(1.0));
+        let model = Mlp::new([6, 12, 10, 3], &device);
+        let (model, trainer) =
+            SparseTrainer::init(model, &SparsityConfig::uniform(0.6), dst).unwrap();
+        let initial = floats_to_host(trainer.initial_weights()["fc2.weight"].clone());
+        assert_eq!(initial, floats_to_host(model.fc2.weight.base().reshape([-1])));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ckpt");
+        let optim = sgd();
+        crate::save_checkpoint(&path, &model, &optim, &trainer, &HashMap::new()).unwrap();
+        let fresh = Mlp::new([6, 12, 10, 3], &device);
+        let r = crate::load_checkpoint(&path, fresh, sgd(), &device).unwrap();
+        assert_eq!(
+            floats_to_host(r.trainer.initial_weights()["fc2.weight"].clone()),
+            initial
+        );
+        // Without initial_dist nothing is kept.
+        let (_, plain) = SparseTrainer::init(
+            Mlp::new([6, 12, 10, 3], &device),
+            &SparsityConfig::uniform(0.6),
+            DstConfig::new(Method::Set),
+        )
+        .unwrap();
+        assert!(plain.initial_weights().is_empty());
+    }
+
+    #[test]
+    fn rigl_acc_scale_starts_new_slots_at_a_multiple_of_the_gradient() {
+        let device = device();
+        let dst = DstConfig::new(Method::Rigl)
+            .with_begin_step(3)
+            .with_frequency(100)
+            .with_end_step(100)
+            .with_drop_fraction(0.5)
+            .with_drop_anneal(DropAnneal::Constant)
+            .with_rigl_acc_scale(0.5);
+        let (mut model, mut trainer) = SparseTrainer::init(
+            Mlp::new([6, 12, 10, 3], &device),
+            &SparsityConfig::uniform(0.6),
+            dst,
+        )
+        .unwrap();
+        let mut optim = crate::SparseSgdConfig::new()
+            .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
+            .init();
+        let mut checked = 0;
+        for i in 0..5 {
+            let grads = model.grads(i, 8, &device);
+            let update = trainer.is_update_step();
+            let g = floats_to_host(grads.get::<2>(model.fc2.weight.id).unwrap().reshape([-1]));
+            let v_before = optim.velocity(model.fc2.weight.id).map(floats_to_host);
+            let m_before = bools_to_host(model.mask("fc2.weight").unwrap());
+            let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+            model = out.model;
+            if !update {
+                continue;
+            }
+            let v = floats_to_host(optim.velocity(model.fc2.weight.id).unwrap());
+            let v_before = v_before.unwrap();
+            let m = bools_to_host(model.mask("fc2.weight").unwrap());
+            for j in 0..m.len() {
+                if m[j] && !m_before[j] {
+                    assert_eq!(v[j], g[j] * 0.5, "new connection {j}");
+                    checked += 1;
+                } else {
+                    assert_eq!(v[j].to_bits(), v_before[j].to_bits(), "elsewhere {j}");
+                }
+            }
+        }
+        assert!(checked > 0, "the test needs new connections");
+    }
+
+    #[test]
+    fn snip_score_includes_the_l2_gradient() {
+        let device = device();
+        let sparsity = SparsityConfig::uniform(0.75);
+        let base = Mlp::new([6, 8, 8, 3], &device);
+        let lambda = 2.0f32;
+        let (model, mut trainer) = SparseTrainer::init(
+            base,
+            &sparsity,
+            DstConfig::new(Method::Snip).with_weight_decay(lambda as f64),
+        )
+        .unwrap();
+        let grads = model.grads(0, 8, &device);
+        let g = floats_to_host(grads.get::<2>(model.fc2.weight.id).unwrap().reshape([-1]));
+        let w = floats_to_host(model.fc2.weight.base().reshape([-1]));
+        let out = trainer.step(model, &mut sgd(), 0.05, grads).unwrap();
+        let mask = bools_to_host(out.model.mask("fc2.weight").unwrap());
+        // The kept connections are the 16 of largest |(g + lambda w) w| (ties to lower index).
+        let score: Vec<f32> = g
+            .iter()
+            .zip(&w)
+            .map(|(g, w)| ((g + w * lambda) * w).abs())
+            .collect();
+        let mut order: Vec<usize> = (0..score.len()).collect();
+        order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
+        let mut expect = vec![false; score.len()];
+        for &i in &order[..16] {
+            expect[i] = true;
+        }
+        assert_eq!(mask, expect);
+        // Without the L2 term the choice differs for this lambda.
+        let plain: Vec<f32> = g.iter().zip(&w).map(|(g, w)| (g * w).abs()).collect();
+        let mut order: Vec<usize> = (0..plain.len()).collect();
+        order.sort_by(|&a, &b| plain[b].total_cmp(&plain[a]).then(a.cmp(&b)));
+        let mut without = vec![false; plain.len()];
+        for &i in &order[..16] {
+            without[i] = true;
+        }
+        assert_ne!(mask, without, "lambda must change the choice for the test to bite");
     }
 
     fn check_new_connections_reset(optim_for: fn() -> ModuleOptimizer, name: &str) {

@@ -86,6 +86,8 @@ fn every_method_decides_on_wgpu_as_on_the_cpu() {
                 allow_regrow,
                 begin_step: 0,
                 end_step: 100,
+                threshold_decay: 0.0,
+                weight_decay: 0.0,
             };
             let expect = updater.update(&ctx, &on_cpu).unwrap().to_host();
             let got = updater.update(&ctx, &on_gpu).unwrap().to_host();

@@ -35,6 +35,8 @@ pub fn resnet50_rigl(device: &Device) -> (UpdateInput, UpdateContext) {
                 len: s.len,
                 n_active,
                 target_active: n_active,
+                target_sparsity: 1.0 - n_active as f64 / s.len.max(1) as f64,
+                threshold: 0.0,
             }
         })
         .collect();
@@ -53,6 +55,8 @@ pub fn resnet50_rigl(device: &Device) -> (UpdateInput, UpdateContext) {
         allow_regrow: true,
         begin_step: 0,
         end_step: 10_000,
+        threshold_decay: 0.0,
+        weight_decay: 0.0,
     };
     (input, ctx)
 }

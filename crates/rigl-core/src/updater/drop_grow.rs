@@ -2,7 +2,7 @@
 //! once.
 //!
 //! ```text
-//! n_prune = int(n_ones * drop_fraction)            truncation, per layer
+//! n_prune = int32(f32(n_ones) * f32(drop_fraction))  truncation, per layer
 //! keep the n_ones - n_prune active connections of largest |w|          -> mask1
 //! grow the n_prune best-scoring positions where mask1 == 0             -> mask2
 //! new mask = mask1 | mask2                         (n_ones exactly conserved)
@@ -20,9 +20,11 @@ use rigl_kernels::{DropGrowSegment, stream_id};
 
 pub use rigl_kernels::Growth;
 
-/// Number of connections dropped at drop fraction `f`: `int(n_ones * f)`.
+/// Number of connections dropped at drop fraction `f`, in the reference's float32 arithmetic:
+/// `int32(float32(n_ones) * float32(f))` (truncation; `n_ones` above 2^24 rounds to an `f32`
+/// first, as TF's cast does). Never more than `n_ones`.
 pub fn n_prune(n_ones: usize, drop_fraction: f64) -> usize {
-    (n_ones as f64 * drop_fraction).floor() as usize
+    ((n_ones as f32 * drop_fraction as f32) as usize).min(n_ones)
 }
 
 /// One drop-and-grow update of every layer of `input`: one call of [`rigl_kernels::drop_grow()`],
@@ -75,6 +77,7 @@ pub fn drop_and_grow(
                 })
                 .collect(),
         ),
+        thresholds: None,
     })
 }
 

@@ -1,28 +1,44 @@
-//! Gradual magnitude pruning (Zhu & Gupta): from dense, every `frequency` steps between begin
-//! and end, prune each layer by |w| to `s_t = s_f * (1 - (1 - p)^3)`,
-//! `p = clamp((t - begin) / (end - begin), 0, 1)`, with `s_f` the layer's planned sparsity.
-//! Pruned connections never come back.
+//! Gradual magnitude pruning (Zhu & Gupta), as TF's model_pruning (`pruning.py`) computes it.
+//!
+//! From dense, at the update steps (every `frequency` steps between begin and end, with
+//! `last_update` starting at 0: see [`MaskUpdater::initial_last_update`]), each layer is pruned
+//! to the sparsity of the cubic ramp at the step the update sees,
+//! `s_t = (0 - s_f) * (1 - p)^3 + s_f`, `p = clamp((t - begin) / (end - begin), 0, 1)` in `f32`
+//! ([`gradual_sparsity`]), with `s_f` the layer's planned sparsity:
+//!
+//! ```text
+//! k         = round_half_even(f32(N) * (1 - s_t))            weights to keep
+//! threshold = the k-th largest |w| over ALL stored weights of the layer (pruned ones included)
+//! smoothed  = threshold * (1 - threshold_decay) + previous * threshold_decay   (previous: 0 at first)
+//! mask      = |w| >= smoothed                                (ties at the threshold are all kept)
+//! ```
+//!
+//! As in the reference, the stored weights of pruned positions are not zeroed and still move
+//! with the optimizer's momentum and weight decay, so a pruned weight whose magnitude reaches
+//! the threshold again comes back (with its weight and optimizer state). With `k = 0` (a tiny
+//! layer) nothing is kept; the reference's `gather(values, k - 1)` fails there instead.
+//!
+//! Per-layer targets: the reference scales the global ramp by `s_i / s_f` for the layers of its
+//! `weight_sparsity_map`; this ramps each layer to its own planned sparsity in `f32`, which is
+//! the reference's value for every layer at the global sparsity and may differ from it by an
+//! `f32` rounding for the others.
 
 use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
-use crate::distribution::n_ones;
-use crate::error::Result;
-use crate::schedule::gradual_sparsity;
+use crate::error::{Result, SparsityError};
+use crate::schedule::{UpdateSchedule, gradual_sparsity};
+use burn::tensor::Tensor;
 use rigl_kernels::segmented_top_k_mask_abs;
 
 /// Prunes by magnitude on the cubic schedule.
 pub struct GradualPruning;
 
 impl GradualPruning {
-    /// Active weights of a layer of `n` weights with final active count `target` at step `t`.
-    pub fn active_at(n: usize, target: usize, ctx: &UpdateContext) -> usize {
-        let s_final = 1.0 - target as f64 / n.max(1) as f64;
+    /// Weights model_pruning keeps in a layer of `n` weights with final sparsity `s_final` at
+    /// the update of `ctx`: `round_half_even(f32(n) * (1 - s_t))` (TF's `round` rounds half to
+    /// even).
+    pub fn kept_at(n: usize, s_final: f64, ctx: &UpdateContext) -> usize {
         let s_t = gradual_sparsity(s_final, ctx.step, ctx.begin_step, ctx.end_step);
-        // At the end of the ramp, hit the planned count exactly.
-        if s_t >= s_final {
-            target
-        } else {
-            n_ones(s_t, n).max(target)
-        }
+        ((n as f32 * (1.0 - s_t)).round_ties_even() as usize).min(n)
     }
 }
 
@@ -31,17 +47,140 @@ impl MaskUpdater for GradualPruning {
         Method::Prune
     }
 
+    /// model_pruning's `last_mask_update_step` starts at 0: with `begin = 0` the first pruning
+    /// step is `frequency`.
+    fn initial_last_update(&self, _schedule: &UpdateSchedule) -> i64 {
+        0
+    }
+
     fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
-        let segments =
-            input.segments(|l| Self::active_at(l.len, l.target_active, ctx).min(l.n_active));
-        let mask =
-            segmented_top_k_mask_abs(input.weights.clone(), Some(input.mask.clone()), &segments)
-                .map_err(|e| input.select_error(e))?
-                .mask;
+        let kept: Vec<usize> = input
+            .layers
+            .iter()
+            .map(|l| Self::kept_at(l.len, l.target_sparsity, ctx))
+            .collect();
+        let segments = input.segments(|l| Self::kept_at(l.len, l.target_sparsity, ctx));
+        let top = segmented_top_k_mask_abs(input.weights.clone(), None, &segments)
+            .map_err(|e| input.select_error(e))?
+            .mask;
+        let magnitude = input.weights.clone().abs();
+        let decay = ctx.threshold_decay;
+        let mut thresholds = Vec::with_capacity(input.layers.len());
+        let mut masks = Vec::with_capacity(input.layers.len());
+        for (l, &k) in input.layers.iter().zip(&kept) {
+            let w = magnitude.clone().narrow(0, l.offset, l.len);
+            let current = if k == 0 {
+                Tensor::<1>::full([1], f32::INFINITY, &w.device())
+            } else {
+                // The smallest selected magnitude: the k-th largest.
+                let selected = top.clone().narrow(0, l.offset, l.len);
+                w.clone().mask_fill(selected.bool_not(), f32::INFINITY).min()
+            };
+            let smoothed = if decay == 0.0 {
+                current
+            } else {
+                current.mul_scalar((1.0 - decay) as f32) + l.threshold * decay as f32
+            };
+            masks.push(w.greater_equal(smoothed.clone().expand([l.len])));
+            thresholds.push(smoothed);
+        }
+        let thresholds: Vec<f32> = Tensor::cat(thresholds, 0)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| SparsityError::InvalidSetting(format!("pruning thresholds: {e:?}")))?;
         Ok(UpdateDecision {
             reset: input.nothing(),
-            mask,
+            mask: Tensor::cat(masks, 0),
             changes: None,
+            thresholds: Some(thresholds),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::updater::HostLayer;
+    use burn::tensor::Device;
+
+    fn ctx(step: i64) -> UpdateContext {
+        UpdateContext {
+            step,
+            begin_step: 100,
+            end_step: 1100,
+            ..UpdateContext::default()
+        }
+    }
+
+    /// Hand-computed model_pruning counts: N = 10, s_f = 0.9.
+    /// t = 600: p = 0.5, s_t = -0.9 * 0.125 + 0.9 = 0.7875, k = round(10 * 0.2125) = 2.
+    /// t = 350: p = 0.25, s_t = -0.9 * 0.421875 + 0.9 = 0.5203125, k = round(4.796875) = 5.
+    /// t = 1100: s_t = 0.9, k = round(1.0000002) = 1 (f32: 1 - 0.9 = 0.100000024).
+    /// N = 5, s_f = 0.9 at the end: round(0.5000001) = 1; N = 25, s_f = 0.9: round(2.5000005) = 3.
+    #[test]
+    fn counts_follow_model_pruning() {
+        assert_eq!(GradualPruning::kept_at(10, 0.9, &ctx(0)), 10);
+        assert_eq!(GradualPruning::kept_at(10, 0.9, &ctx(100)), 10);
+        assert_eq!(GradualPruning::kept_at(10, 0.9, &ctx(350)), 5);
+        assert_eq!(GradualPruning::kept_at(10, 0.9, &ctx(600)), 2);
+        assert_eq!(GradualPruning::kept_at(10, 0.9, &ctx(1100)), 1);
+        assert_eq!(GradualPruning::kept_at(5, 0.9, &ctx(1100)), 1);
+        assert_eq!(GradualPruning::kept_at(25, 0.9, &ctx(1100)), 3);
+        // Half to even (TF's round): 2.5 -> 2, 7.5 -> 8, 0.5 -> 0.
+        assert_eq!(GradualPruning::kept_at(10, 0.75, &ctx(5000)), 2);
+        assert_eq!(GradualPruning::kept_at(10, 0.25, &ctx(5000)), 8);
+        assert_eq!(GradualPruning::kept_at(2, 0.75, &ctx(5000)), 0);
+    }
+
+    fn input(w: &[f32], mask: &[bool], threshold: f32) -> UpdateInput {
+        let mut input = UpdateInput::from_host(
+            &[HostLayer {
+                path: "w",
+                weights: w,
+                mask,
+                dense_grad: None,
+                average: None,
+                target_active: 1,
+            }],
+            &Device::default(),
+        );
+        input.layers[0].target_sparsity = 0.9;
+        input.layers[0].threshold = threshold;
+        input
+    }
+
+    #[test]
+    fn threshold_over_all_weights_ties_kept_and_pruned_weights_may_return() {
+        // k = 2 at step 600. |w| sorted: 0.9 (pruned before, its stored value grew back), 0.5,
+        // 0.5, 0.3, ...: the threshold is 0.5 and both 0.5s are kept (>=): 3 active.
+        let w = [0.3, -0.5, 0.1, 0.9, 0.5, 0.0, -0.2, 0.05, 0.01, 0.02];
+        let m = [true, true, true, false, true, true, true, true, true, true];
+        let d = GradualPruning.update(&ctx(600), &input(&w, &m, 0.0)).unwrap();
+        let (mask, reset) = d.to_host();
+        assert_eq!(
+            mask,
+            [false, true, false, true, true, false, false, false, false, false]
+        );
+        assert_eq!(reset, [false; 10]);
+        assert_eq!(d.thresholds, Some(vec![0.5]));
+    }
+
+    #[test]
+    fn threshold_decay_smooths_with_the_previous_threshold() {
+        // threshold 0.5 now, 0.1 before, decay 0.5: 0.5 * 0.5 + 0.1 * 0.5 = 0.3, so |w| >= 0.3.
+        let w = [0.3, -0.5, 0.1, 0.9, 0.5, 0.0, -0.2, 0.05, 0.01, 0.02];
+        let m = [true; 10];
+        let c = UpdateContext {
+            threshold_decay: 0.5,
+            ..ctx(600)
+        };
+        let d = GradualPruning.update(&c, &input(&w, &m, 0.1)).unwrap();
+        let (mask, _) = d.to_host();
+        assert_eq!(
+            mask,
+            [true, true, false, true, true, false, false, false, false, false]
+        );
+        assert_eq!(d.thresholds, Some(vec![0.5f32 * 0.5 + 0.1 * 0.5]));
     }
 }

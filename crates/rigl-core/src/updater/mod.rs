@@ -30,17 +30,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
-    /// Dense training: no masks.
+    /// Dense training: no masks (the reference's `baseline`).
+    #[serde(alias = "baseline")]
     Dense,
     /// The initial random mask, kept for the whole run (the true static baseline).
     Scratch,
     /// The reference's `static` method: the mask is kept, but at every update the
     /// lowest-magnitude `drop_fraction` of active weights and their optimizer state are reset
-    /// to zero.
+    /// to zero. The reference calls it `static`, which is accepted as an alias.
+    #[serde(alias = "static")]
     StaticRezero,
     /// Sparse Evolutionary Training: drop by magnitude, grow at random.
     Set,
-    /// Sparse Networks From Scratch (sparse momentum): grow by the EMA of the dense gradient.
+    /// Sparse Networks From Scratch (sparse momentum, the reference's `momentum`): grow by the
+    /// EMA of the dense gradient.
+    #[serde(alias = "momentum")]
     Snfs,
     /// Rigging the Lottery: grow by the dense gradient's magnitude.
     Rigl,
@@ -61,6 +65,15 @@ impl Method {
         Method::Rigl,
         Method::Snip,
         Method::Prune,
+    ];
+
+    /// The reference's (google-research/rigl) names of methods, accepted wherever a method is
+    /// named: its `baseline` is dense training, `static` the re-zeroing static method, and
+    /// `momentum` SNFS.
+    pub const ALIASES: [(&'static str, Method); 3] = [
+        ("baseline", Method::Dense),
+        ("static", Method::StaticRezero),
+        ("momentum", Method::Snfs),
     ];
 
     /// The name used in configs and on the command line.
@@ -106,20 +119,35 @@ impl core::fmt::Display for Method {
 impl core::str::FromStr for Method {
     type Err = String;
 
+    /// A method by its name or by the reference's name for it ([`Method::ALIASES`]).
     fn from_str(s: &str) -> core::result::Result<Self, String> {
         let s = s.to_ascii_lowercase().replace('-', "_");
         Method::ALL
             .into_iter()
             .find(|m| m.name() == s)
+            .or_else(|| {
+                Method::ALIASES
+                    .iter()
+                    .find(|(alias, _)| *alias == s)
+                    .map(|(_, m)| *m)
+            })
             .ok_or_else(|| {
                 let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
-                format!("unknown method `{s}`: expected one of {}", names.join(", "))
+                let aliases: Vec<_> = Method::ALIASES
+                    .iter()
+                    .map(|(a, m)| format!("{a} = {m}"))
+                    .collect();
+                format!(
+                    "unknown method `{s}`: expected one of {} (or the reference's names: {})",
+                    names.join(", "),
+                    aliases.join(", ")
+                )
             })
     }
 }
 
 /// One masked layer's place in the flat buffers of an [`UpdateInput`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LayerSlot {
     /// Parameter path (keys the random stream and names the layer in errors).
     pub path: String,
@@ -131,6 +159,11 @@ pub struct LayerSlot {
     pub n_active: usize,
     /// The planned number of active weights at the end of training.
     pub target_active: usize,
+    /// The planned sparsity at the end of training (gradual pruning ramps towards it).
+    pub target_sparsity: f64,
+    /// Gradual pruning's smoothed magnitude threshold of the previous update (0 before the
+    /// first, as model_pruning's `threshold` variable).
+    pub threshold: f32,
 }
 
 /// What an updater sees at an update: every masked layer, concatenated (flat, row-major, in
@@ -194,6 +227,8 @@ impl UpdateInput {
                 len,
                 n_active: l.mask.iter().filter(|&&b| b).count(),
                 target_active: l.target_active,
+                target_sparsity: 1.0 - l.target_active as f64 / len.max(1) as f64,
+                threshold: 0.0,
             });
             offset += len;
         }
@@ -326,6 +361,9 @@ pub struct UpdateDecision {
     /// Per layer, what changed, when the decision counted it (drop and grow do); otherwise the
     /// trainer counts it from the masks.
     pub changes: Option<Vec<LayerChange>>,
+    /// Per layer, the magnitude threshold the decision used, when it keeps one between updates
+    /// (gradual pruning's smoothed threshold; see [`LayerSlot::threshold`]).
+    pub thresholds: Option<Vec<f32>>,
 }
 
 impl UpdateDecision {
@@ -353,6 +391,28 @@ pub struct UpdateContext {
     pub begin_step: i64,
     /// See `begin_step`.
     pub end_step: i64,
+    /// Gradual pruning's threshold smoothing (model_pruning's `threshold_decay`; 0: none).
+    pub threshold_decay: f64,
+    /// The L2 coefficient of the training loss on the kernels, whose gradient `lambda * w`
+    /// SNIP's score includes (see [`DstConfig::weight_decay`](crate::DstConfig::weight_decay)).
+    pub weight_decay: f64,
+}
+
+impl Default for UpdateContext {
+    /// Step 0, drop fraction 0.3, seed 0, regrowth allowed, schedule from 0 without end, no
+    /// threshold smoothing, no L2.
+    fn default() -> Self {
+        Self {
+            step: 0,
+            drop_fraction: 0.3,
+            seed: 0,
+            allow_regrow: true,
+            begin_step: 0,
+            end_step: -1,
+            threshold_decay: 0.0,
+            weight_decay: 0.0,
+        }
+    }
 }
 
 /// A mask-update algorithm.
@@ -378,6 +438,28 @@ pub trait MaskUpdater: Send + Sync {
         true
     }
 
+    /// The step an update decided after the optimizer step at step counter `t` sees: the
+    /// step its schedule ([`UpdateSchedule::is_update_step`](crate::UpdateSchedule::is_update_step))
+    /// and drop fraction are evaluated at, the step its random streams are keyed by and the
+    /// one [`UpdateStats::step`](crate::UpdateStats::step) reports.
+    ///
+    /// In the reference, SET, SNFS, `static` and model_pruning's gradual pruning apply the
+    /// gradients first, and the optimizer increments the global step before the mask-update
+    /// condition is evaluated (`control_dependencies([optimizer_update])`): they see `t + 1`.
+    /// With `begin_step = b > 0` they update after batch `b - 1`, and with
+    /// `end_step % frequency == 0` there is no update at `t = end_step`. RigL and SNIP decide
+    /// instead of the optimizer step and see `t` (this default is overridden by them).
+    fn schedule_step(&self, t: i64) -> i64 {
+        t + 1
+    }
+
+    /// The `last_update` before any update: `-frequency` (the reference's
+    /// `last_mask_update_step` initialiser, so that the first update may come at once); gradual
+    /// pruning overrides it with model_pruning's 0.
+    fn initial_last_update(&self, schedule: &crate::UpdateSchedule) -> i64 {
+        schedule.initial_last_update()
+    }
+
     /// Whether the method updates at most once (SNIP).
     fn one_shot(&self) -> bool {
         false
@@ -389,4 +471,36 @@ pub trait MaskUpdater: Send + Sync {
     /// Selection errors (NaN scores leaving too few candidates), naming the layer; a missing
     /// input (dense gradient, moving average).
     fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_parse_by_name_and_by_the_reference_names() {
+        for m in Method::ALL {
+            assert_eq!(m.name().parse::<Method>().unwrap(), m);
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(serde_json::from_str::<Method>(&json).unwrap(), m);
+        }
+        for (alias, m) in [
+            ("baseline", Method::Dense),
+            ("static", Method::StaticRezero),
+            ("momentum", Method::Snfs),
+            ("Static-Rezero", Method::StaticRezero),
+        ] {
+            assert_eq!(alias.parse::<Method>().unwrap(), m, "{alias}");
+        }
+        for (alias, m) in [
+            ("baseline", Method::Dense),
+            ("static", Method::StaticRezero),
+            ("momentum", Method::Snfs),
+        ] {
+            let json = format!("\"{alias}\"");
+            assert_eq!(serde_json::from_str::<Method>(&json).unwrap(), m, "{alias}");
+        }
+        let e = "sparse_momentum".parse::<Method>().unwrap_err();
+        assert!(e.contains("static = static_rezero"), "{e}");
+    }
 }

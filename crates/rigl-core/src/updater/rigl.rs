@@ -26,6 +26,10 @@ impl MaskUpdater for Rigl {
         false
     }
 
+    fn schedule_step(&self, t: i64) -> i64 {
+        t
+    }
+
     fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
         let grad = input.require_dense_grad()?;
         drop_and_grow(
@@ -59,6 +63,8 @@ mod tests {
             allow_regrow: true,
             begin_step: 0,
             end_step: 100,
+            threshold_decay: 0.0,
+            weight_decay: 0.0,
         };
         let input = UpdateInput::from_host(
             &[HostLayer {

@@ -20,6 +20,7 @@ impl MaskUpdater for Scratch {
             mask: input.mask.clone(),
             reset: input.nothing(),
             changes: None,
+            thresholds: None,
         })
     }
 }

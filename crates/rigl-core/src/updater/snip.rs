@@ -23,12 +23,23 @@ impl MaskUpdater for Snip {
         false
     }
 
+    fn schedule_step(&self, t: i64) -> i64 {
+        t
+    }
+
     fn one_shot(&self) -> bool {
         true
     }
 
-    fn update(&self, _ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
-        let sensitivity = input.require_dense_grad()? * input.weights.clone();
+    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+        // The reference differentiates its total loss, L2 included: g + lambda * w.
+        let grad = input.require_dense_grad()?;
+        let grad = if ctx.weight_decay == 0.0 {
+            grad
+        } else {
+            grad + input.weights.clone().mul_scalar(ctx.weight_decay as f32)
+        };
+        let sensitivity = grad * input.weights.clone();
         let segments = input.segments(|l| l.target_active);
         let mask = segmented_top_k_mask_abs(sensitivity, None, &segments)
             .map_err(|e| input.select_error(e))?
@@ -37,6 +48,7 @@ impl MaskUpdater for Snip {
             reset: input.nothing(),
             mask,
             changes: None,
+            thresholds: None,
         })
     }
 }
@@ -59,6 +71,8 @@ mod tests {
             allow_regrow: true,
             begin_step: 0,
             end_step: 0,
+            threshold_decay: 0.0,
+            weight_decay: 0.0,
         };
         let input = UpdateInput::from_host(
             &[HostLayer {

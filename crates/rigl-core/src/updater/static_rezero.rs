@@ -24,6 +24,7 @@ impl MaskUpdater for StaticRezero {
             reset: input.mask.clone().bool_and(kept.bool_not()),
             mask: input.mask.clone(),
             changes: None,
+            thresholds: None,
         })
     }
 }
@@ -45,6 +46,8 @@ mod tests {
             allow_regrow: true,
             begin_step: 0,
             end_step: 10,
+            threshold_decay: 0.0,
+            weight_decay: 0.0,
         };
         let input = UpdateInput::from_host(
             &[HostLayer {
