@@ -2,7 +2,10 @@
 //! each overriding the one before.
 
 use crate::CliError;
-use rigl_core::{Distribution, DropAnneal, DstConfig, GrowInit, MaskInit, Method, SparsityConfig};
+use rigl_core::{
+    Distribution, DropAnneal, DstConfig, GrowInit, MaskInit, Method, SparsityConfig,
+    WeightDecayScope,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +22,8 @@ pub struct TrainSettings {
     pub data_dir: Option<PathBuf>,
     /// Do not fetch a missing data set.
     pub no_fetch: bool,
-    /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune.
+    /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune (or the reference's
+    /// names: baseline, static, momentum).
     pub method: Method,
     /// Sparsity distribution: uniform, er, erk.
     pub distribution: Distribution,
@@ -49,6 +53,17 @@ pub struct TrainSettings {
     pub steps_multiplier: f64,
     /// Take the optimizer step on RigL's update iterations too.
     pub train_on_update_steps: bool,
+    /// Weight of new connections: zeros, initial_dist[_X], random_normal[_X],
+    /// random_uniform[_X], and for RigL grad_scale[_X], grad_sign[_X] (the reference's
+    /// `grow_init`; X divides).
+    pub grow_init: String,
+    /// RigL: optimizer slots of new connections start at this multiple of the dense gradient
+    /// (the reference's `rigl_acc_scale`; 0: zero).
+    pub rigl_acc_scale: f64,
+    /// Gradual pruning's threshold smoothing (model_pruning's `threshold_decay`).
+    pub threshold_decay: f64,
+    /// Mask depthwise kernels too (the reference's MobileNets never mask them, nor decay them).
+    pub mask_depthwise: bool,
     /// Label smoothing of the cross-entropy loss.
     pub label_smoothing: f64,
     /// Initial learning rate.
@@ -60,14 +75,23 @@ pub struct TrainSettings {
     /// step exceeds a boundary). RigL's mask-only update iterations do not advance the step.
     /// Exclusive with `lr-decay-epochs`.
     pub lr_decay_steps: Vec<i64>,
-    /// Learning-rate decay factor.
+    /// Learning-rate decay factor: after the i-th boundary the rate is `lr * factor^i`.
     pub lr_decay_factor: f64,
+    /// Multipliers of `lr` after each boundary, one per boundary, instead of powers of
+    /// `lr-decay-factor` (the reference's MobileNet schedule: 0.1, 0.01, 0.001, 0.0003).
+    pub lr_multipliers: Vec<f64>,
+    /// Linear warm-up: the rate grows from 0 to `lr` over the first N optimizer steps (the
+    /// reference's MobileNet schedule warms up over 8 epochs).
+    pub lr_warmup_steps: i64,
     /// SGD momentum (0: none).
     pub momentum: f64,
     /// Nesterov momentum.
     pub nesterov: bool,
     /// L2 weight decay.
     pub weight_decay: f64,
+    /// Which parameters the weight decay applies to: kernels (the reference's L2 on conv and
+    /// dense kernels only, never biases or normalisation parameters) or all (Burn's).
+    pub weight_decay_scope: WeightDecayScope,
     /// Batch size.
     pub batch_size: usize,
     /// Epochs.
@@ -116,14 +140,21 @@ impl Default for TrainSettings {
             end_step: None,
             steps_multiplier: 1.0,
             train_on_update_steps: false,
+            grow_init: "zeros".into(),
+            rigl_acc_scale: 0.0,
+            threshold_decay: 0.0,
+            mask_depthwise: false,
             label_smoothing: 0.0,
             lr: 0.1,
             lr_decay_epochs: Vec::new(),
             lr_decay_steps: Vec::new(),
             lr_decay_factor: 0.1,
+            lr_multipliers: Vec::new(),
+            lr_warmup_steps: 0,
             momentum: 0.9,
             nesterov: true,
             weight_decay: 1e-4,
+            weight_decay_scope: WeightDecayScope::Kernels,
             batch_size: 100,
             epochs: 10,
             max_steps: None,
@@ -202,20 +233,24 @@ impl TrainSettings {
     /// [`CliError::Invalid`] for an unknown anneal, and the configuration's own checks.
     pub fn dst_config(&self, total_steps: i64) -> Result<DstConfig, CliError> {
         let anneal: DropAnneal = self.drop_anneal.parse().map_err(CliError::Invalid)?;
+        let grow_init: GrowInit = self.grow_init.parse().map_err(CliError::Invalid)?;
         // The end step scales with the multiplier in DstConfig; the default is 75% of the
         // (already scaled) run, so divide it back.
-        let end = self.end_step.unwrap_or_else(|| {
-            ((total_steps as f64 * 0.75) / self.steps_multiplier).round() as i64
-        });
+        let end = self
+            .end_step
+            .unwrap_or_else(|| ((total_steps as f64 * 0.75) / self.steps_multiplier) as i64);
         let c = DstConfig::new(self.method)
             .with_begin_step(self.begin_step)
             .with_end_step(end)
             .with_frequency(self.delta_t)
             .with_drop_fraction(self.drop_fraction)
             .with_drop_anneal(anneal)
-            .with_grow_init(GrowInit::Zeros)
+            .with_grow_init(grow_init)
             .with_training_steps_multiplier(self.steps_multiplier)
-            .with_train_on_update_steps(self.train_on_update_steps);
+            .with_train_on_update_steps(self.train_on_update_steps)
+            .with_rigl_acc_scale(self.rigl_acc_scale)
+            .with_threshold_decay(self.threshold_decay)
+            .with_weight_decay(self.weight_decay);
         c.validate()?;
         Ok(c)
     }
@@ -232,7 +267,14 @@ impl TrainSettings {
     /// multiplier); with `lr-decay-steps`, once `step` exceeds a listed step (each scaled by the
     /// multiplier and truncated, as the reference scales its boundaries), as TF's
     /// `piecewise_constant(global_step, boundaries, values)` does.
+    ///
+    /// `lr-multipliers`, when given, replace the powers of the factor; during `lr-warmup-steps`
+    /// the rate is `lr * step / warmup` (the reference's MobileNet warm-up, which starts at 0).
     pub fn lr_at(&self, epoch: usize, step: i64) -> f64 {
+        let warmup = self.scaled_steps(self.lr_warmup_steps);
+        if step < warmup {
+            return self.lr * step as f64 / warmup as f64;
+        }
         let drops = if self.lr_decay_steps.is_empty() {
             self.lr_decay_epochs
                 .iter()
@@ -244,7 +286,11 @@ impl TrainSettings {
                 .filter(|&&b| step > self.scaled_steps(b))
                 .count()
         };
-        self.lr * self.lr_decay_factor.powi(drops as i32)
+        match drops {
+            0 => self.lr,
+            d if !self.lr_multipliers.is_empty() => self.lr * self.lr_multipliers[d - 1],
+            d => self.lr * self.lr_decay_factor.powi(d as i32),
+        }
     }
 
     /// A step count of the base run scaled by the multiplier, truncated as the reference's
@@ -288,6 +334,26 @@ impl TrainSettings {
         if let Some(b) = self.lr_decay_steps.iter().find(|&&b| b < 0) {
             return bad(format!("learning-rate decay step {b} is negative"));
         }
+        let boundaries = self.lr_decay_steps.len().max(self.lr_decay_epochs.len());
+        if !self.lr_multipliers.is_empty() && self.lr_multipliers.len() != boundaries {
+            return bad(format!(
+                "{} learning-rate multipliers for {boundaries} decay boundaries: give one per boundary",
+                self.lr_multipliers.len()
+            ));
+        }
+        if let Some(m) = self
+            .lr_multipliers
+            .iter()
+            .find(|m| !(m.is_finite() && **m > 0.0))
+        {
+            return bad(format!("learning-rate multiplier {m} must be positive"));
+        }
+        if self.lr_warmup_steps < 0 {
+            return bad(format!(
+                "learning-rate warm-up of {} steps is negative",
+                self.lr_warmup_steps
+            ));
+        }
         if !(self.steps_multiplier.is_finite() && self.steps_multiplier > 0.0) {
             return bad(format!(
                 "steps multiplier {} must be positive",
@@ -295,6 +361,12 @@ impl TrainSettings {
             ));
         }
         self.sparsity_config()?;
+        self.drop_anneal
+            .parse::<DropAnneal>()
+            .map_err(CliError::Invalid)?;
+        self.grow_init
+            .parse::<GrowInit>()
+            .map_err(CliError::Invalid)?;
         Ok(())
     }
 }

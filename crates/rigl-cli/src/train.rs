@@ -57,7 +57,8 @@ pub struct TrainArgs {
     /// Do not fetch a missing data set.
     #[arg(long)]
     pub no_fetch: bool,
-    /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune.
+    /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune (or the reference's
+    /// names: baseline, static, momentum).
     #[arg(long)]
     pub method: Option<rigl_core::Method>,
     /// Sparsity distribution: uniform, er, erk.
@@ -93,9 +94,22 @@ pub struct TrainArgs {
     /// Last step of mask updates (default: 75% of the run; negative: never stop).
     #[arg(long, allow_hyphen_values = true)]
     pub end_step: Option<i64>,
-    /// Scales epochs, learning-rate decay epochs and mask begin/end steps.
+    /// Scales epochs, learning-rate boundaries and mask begin/end steps (steps truncated).
     #[arg(long)]
     pub steps_multiplier: Option<f64>,
+    /// Weight of new connections: zeros, initial_dist[_X], random_normal[_X],
+    /// random_uniform[_X], grad_scale[_X], grad_sign[_X] (X divides; the last two RigL only).
+    #[arg(long)]
+    pub grow_init: Option<String>,
+    /// RigL: optimizer slots of new connections start at this multiple of the dense gradient.
+    #[arg(long)]
+    pub rigl_acc_scale: Option<f64>,
+    /// Gradual pruning's threshold smoothing in [0, 1).
+    #[arg(long)]
+    pub threshold_decay: Option<f64>,
+    /// Mask depthwise kernels too (the reference never masks them).
+    #[arg(long)]
+    pub mask_depthwise: Option<bool>,
     /// Label smoothing of the loss.
     #[arg(long)]
     pub label_smoothing: Option<f64>,
@@ -112,6 +126,13 @@ pub struct TrainArgs {
     /// Learning-rate decay factor (e.g. 0.3333).
     #[arg(long)]
     pub lr_decay_factor: Option<f64>,
+    /// Multipliers of the learning rate after each boundary, comma separated, instead of powers
+    /// of the decay factor (e.g. 0.1,0.01,0.001,0.0003).
+    #[arg(long, value_delimiter = ',')]
+    pub lr_multipliers: Option<Vec<f64>>,
+    /// Linear learning-rate warm-up from 0 over this many optimizer steps.
+    #[arg(long)]
+    pub lr_warmup_steps: Option<i64>,
     /// SGD momentum.
     #[arg(long)]
     pub momentum: Option<f64>,
@@ -121,6 +142,9 @@ pub struct TrainArgs {
     /// L2 weight decay.
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Parameters the weight decay applies to: kernels (the reference's, default) or all.
+    #[arg(long)]
+    pub weight_decay_scope: Option<rigl_core::WeightDecayScope>,
     /// Batch size.
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -169,14 +193,21 @@ impl TrainArgs {
             drop_anneal,
             begin_step,
             steps_multiplier,
+            grow_init,
+            rigl_acc_scale,
+            threshold_decay,
+            mask_depthwise,
             label_smoothing,
             lr,
             lr_decay_epochs,
             lr_decay_steps,
             lr_decay_factor,
+            lr_multipliers,
+            lr_warmup_steps,
             momentum,
             nesterov,
             weight_decay,
+            weight_decay_scope,
             batch_size,
             epochs,
             seed,
@@ -453,7 +484,7 @@ fn training_method(m: Method) -> TrainingMethod {
 /// SGD as the reference trains (momentum without dampening, optional Nesterov, L2 added to the
 /// gradient): `SparseSgd`, whose updates equal Burn's `Sgd` bit for bit and whose momentum is
 /// reset at new connections on the device.
-fn sgd(s: &TrainSettings) -> SparseSgd {
+fn sgd(s: &TrainSettings, no_decay: &[String]) -> SparseSgd {
     let momentum = (s.momentum > 0.0).then(|| {
         MomentumConfig::new()
             .with_momentum(s.momentum)
@@ -464,7 +495,31 @@ fn sgd(s: &TrainSettings) -> SparseSgd {
     SparseSgdConfig::new()
         .with_momentum(momentum)
         .with_weight_decay(decay)
+        .with_weight_decay_scope(s.weight_decay_scope)
         .init()
+        .without_decay_for(no_decay.to_vec())
+}
+
+/// The sparsity configuration of a run of `arch`, and the kernels that get no weight decay:
+/// unless `mask-depthwise`, the depthwise kernels are excluded from both, as the reference's
+/// MobileNets never mask nor decay them.
+///
+/// # Errors
+/// Invalid settings and architectures.
+pub fn sparsity_for<A: SparseArchitecture>(
+    s: &TrainSettings,
+    arch: &A,
+) -> Result<(rigl_core::SparsityConfig, Vec<String>), CliError> {
+    let mut sparsity = s.sparsity_config()?;
+    let depthwise = if s.mask_depthwise {
+        Vec::new()
+    } else {
+        arch.depthwise_kernels()?
+    };
+    for path in &depthwise {
+        sparsity = sparsity.exclude(path.clone());
+    }
+    Ok((sparsity, depthwise))
 }
 
 /// Accuracy and mean loss of `model` on `data`.
@@ -557,7 +612,7 @@ fn train_model<M: Classifier, A: SparseArchitecture>(
     let batches_per_epoch = train_set.len().div_ceil(s.batch_size);
     let epochs = s.total_epochs();
     let total_steps = (batches_per_epoch * epochs) as i64;
-    let sparsity = s.sparsity_config()?;
+    let (sparsity, depthwise) = sparsity_for(s, arch)?;
     let dst = s.dst_config(total_steps)?;
 
     let (mut model, mut optim, mut trainer, mut history, mut updates, start_epoch) =
@@ -575,7 +630,7 @@ fn train_model<M: Classifier, A: SparseArchitecture>(
                     s.method
                 )));
             }
-            let r = load_checkpoint(&ckpt, model, sgd(s), device)?;
+            let r = load_checkpoint(&ckpt, model, sgd(s, &depthwise), device)?;
             let epoch: usize = r
                 .user
                 .get("epoch")
@@ -594,7 +649,14 @@ fn train_model<M: Classifier, A: SparseArchitecture>(
             (r.model, r.optim, r.trainer, history, updates, epoch)
         } else {
             let (model, trainer) = SparseTrainer::init(model, &sparsity, dst.clone())?;
-            (model, sgd(s), trainer, Vec::new(), Vec::new(), 0)
+            (
+                model,
+                sgd(s, &depthwise),
+                trainer,
+                Vec::new(),
+                Vec::new(),
+                0,
+            )
         };
     write_atomic(&run_dir.join("config.toml"), s.to_toml().as_bytes())?;
 
@@ -1039,6 +1101,147 @@ mod tests {
         let f = file.to_str().unwrap();
         let s = parse(&["--config", f, "--lr-decay-steps", "300"]).unwrap();
         assert_eq!((s.lr_decay_epochs.len(), s.lr_decay_steps), (0, vec![300]));
+    }
+
+    #[test]
+    fn learning_rate_warm_up_and_multipliers() {
+        let s = parse(&[
+            "--lr",
+            "0.4",
+            "--lr-warmup-steps",
+            "100",
+            "--lr-decay-steps",
+            "1000,2000",
+            "--lr-multipliers",
+            "0.1,0.0003",
+        ])
+        .unwrap();
+        let rates: Vec<f64> = [0, 50, 99, 100, 1000, 1001, 2001]
+            .into_iter()
+            .map(|t| s.lr_at(0, t))
+            .collect();
+        assert_eq!(
+            rates,
+            [0.0, 0.2, 0.4 * 0.99, 0.4, 0.4, 0.4 * 0.1, 0.4 * 0.0003]
+        );
+        let err = parse(&["--lr-decay-steps", "1000,2000", "--lr-multipliers", "0.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("one per boundary"), "{err}");
+        assert!(parse(&["--lr-warmup-steps", "-1"]).is_err());
+    }
+
+    #[test]
+    fn reference_names_and_defaults() {
+        let s = parse(&["--method", "momentum"]).unwrap();
+        assert_eq!(s.method, Method::Snfs);
+        let s = parse(&["--method", "static"]).unwrap();
+        assert_eq!(s.method, Method::StaticRezero);
+        let s = parse(&["--method", "baseline"]).unwrap();
+        assert_eq!(s.method, Method::Dense);
+        // The reference's L2 is on the kernels only.
+        assert_eq!(s.weight_decay_scope, rigl_core::WeightDecayScope::Kernels);
+        let s = parse(&[
+            "--weight-decay-scope",
+            "all",
+            "--grow-init",
+            "random_normal_2",
+        ])
+        .unwrap();
+        assert_eq!(s.weight_decay_scope, rigl_core::WeightDecayScope::All);
+        let dst = s.dst_config(1000).unwrap();
+        assert_eq!(dst.grow_init, rigl_core::GrowInit::RandomNormal(2.0));
+        assert_eq!(dst.weight_decay, s.weight_decay, "SNIP's L2 term");
+        let err = parse(&["--grow-init", "initial_value"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown grow init"), "{err}");
+        // The multiplier truncates the scaled mask steps (int(1000 * 1.4999) = 1499).
+        let s = parse(&["--end-step", "1000", "--steps-multiplier", "1.4999"]).unwrap();
+        assert_eq!(s.dst_config(10).unwrap().schedule().end_step, 1499);
+    }
+
+    #[test]
+    fn depthwise_kernels_are_neither_masked_nor_decayed() {
+        let arch = MobileNetV1Config::new()
+            .with_width_multiplier(0.25)
+            .with_num_classes(10)
+            .with_input_size(32);
+        let s = parse(&["--model", "mobilenet-v1", "--sparsity", "0.9"]).unwrap();
+        let (sparsity, no_decay) = sparsity_for(&s, &arch).unwrap();
+        assert_eq!(no_decay.len(), 13);
+        let plan = arch.sparsity_plan(&sparsity).unwrap();
+        for l in &plan.layers {
+            let depthwise = no_decay.contains(&l.path);
+            assert_eq!(l.masked, !depthwise, "{}", l.path);
+        }
+        let s = parse(&["--model", "mobilenet-v1", "--mask-depthwise", "true"]).unwrap();
+        let (sparsity, no_decay) = sparsity_for(&s, &arch).unwrap();
+        assert!(no_decay.is_empty());
+        assert!(
+            arch.sparsity_plan(&sparsity)
+                .unwrap()
+                .layers
+                .iter()
+                .all(|l| l.masked)
+        );
+        // No model without depthwise kernels loses a layer.
+        let (_, none) = sparsity_for(&s, &MlpConfig::new()).unwrap();
+        assert!(none.is_empty());
+    }
+
+    /// Every shipped config parses, validates and gives a schedule; the reference recipes carry
+    /// the reference's numbers.
+    #[test]
+    fn shipped_configs_are_valid_reference_recipes() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let s = TrainSettings::from_toml_file(&path).unwrap();
+            s.validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            s.dst_config(100_000).unwrap();
+            names.push(path.file_stem().unwrap().to_string_lossy().to_string());
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "cifar-wrn",
+                "imagenet-mobilenet-v1",
+                "imagenet-resnet50",
+                "mnist",
+                "mnist-rigl"
+            ]
+        );
+        let mnist = TrainSettings::from_toml_file(&dir.join("mnist.toml")).unwrap();
+        assert_eq!((mnist.epochs, mnist.batch_size), (200, 100));
+        assert_eq!(mnist.lr_at(199, 45_000), 0.2);
+        assert!((mnist.lr_at(199, 45_001) - 0.2 / 3.0).abs() < 1e-12);
+        assert!((mnist.lr_at(0, 57_001) - 0.2 / 9.0).abs() < 1e-12);
+        // The output layer is masked at sparsity 0 and takes part in updates.
+        let plan = MlpConfig::new()
+            .sparsity_plan(&mnist.sparsity_config().unwrap())
+            .unwrap();
+        let counts: Vec<_> = plan.layers.iter().map(|l| (l.masked, l.n_active)).collect();
+        assert_eq!(counts, [(true, 4704), (true, 3540), (true, 1000)]);
+        let cifar = TrainSettings::from_toml_file(&dir.join("cifar-wrn.toml")).unwrap();
+        let plan = WideResNetConfig::new()
+            .sparsity_plan(&cifar.sparsity_config().unwrap())
+            .unwrap();
+        assert!(!plan.layers[0].masked, "the first convolution stays dense");
+        assert!(
+            plan.layers.last().unwrap().masked,
+            "the classifier is masked"
+        );
+        assert!((cifar.lr_at(0, 60_001) - 0.1 * 0.04).abs() < 1e-12);
+        let mobilenet =
+            TrainSettings::from_toml_file(&dir.join("imagenet-mobilenet-v1.toml")).unwrap();
+        assert!((mobilenet.lr_at(0, 5005) - 0.4 * 5005.0 / 10010.0).abs() < 1e-12);
+        assert!((mobilenet.lr_at(0, 150_137) - 0.4 * 0.0003).abs() < 1e-12);
+        let resnet = TrainSettings::from_toml_file(&dir.join("imagenet-resnet50.toml")).unwrap();
+        assert!((resnet.lr_at(0, 87_580) - 0.4 * 0.01).abs() < 1e-12);
     }
 
     fn mnist_args(dir: &Path, extra: &[&str]) -> Vec<String> {

@@ -49,7 +49,8 @@ impl SparseAdamConfig {
             amsgrad: self.amsgrad,
             weight_decay: self.weight_decay.as_ref().map(WeightDecay::new),
         };
-        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init())).with_decay_scope(self.weight_decay_scope)
+        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init()))
+            .with_decay_scope(self.weight_decay_scope)
     }
 }
 

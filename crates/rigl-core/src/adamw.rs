@@ -54,7 +54,8 @@ impl SparseAdamWConfig {
             cautious_weight_decay: self.cautious_weight_decay,
             amsgrad: self.amsgrad,
         };
-        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init())).with_decay_scope(self.weight_decay_scope)
+        SlotOptimizer::new(rule, self.grad_clipping.as_ref().map(|c| c.init()))
+            .with_decay_scope(self.weight_decay_scope)
     }
 }
 

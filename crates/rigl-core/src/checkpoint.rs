@@ -86,7 +86,10 @@ pub fn save_checkpoint<M: Module, O: SparseOptimizer>(
     for t in optim_reader.into_tensors().map_err(|e| err(&e))? {
         tensors.push(renamed(t, "optim/").map_err(|e| err(&e))?);
     }
-    let flat = [("avg/", trainer.averages()), ("init/", trainer.initial_weights())];
+    let flat = [
+        ("avg/", trainer.averages()),
+        ("init/", trainer.initial_weights()),
+    ];
     for (prefix, map) in flat {
         for (p, t) in map {
             let values = floats_to_host(t.clone());
@@ -180,7 +183,11 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
             .name
             .strip_prefix("avg/")
             .map(|r| (&mut averages, r))
-            .or_else(|| t.name.strip_prefix("init/").map(|r| (&mut initial_weights, r)))
+            .or_else(|| {
+                t.name
+                    .strip_prefix("init/")
+                    .map(|r| (&mut initial_weights, r))
+            })
         {
             let rest = rest.to_string();
             let (_, dtype, shape, _, bytes) = t.into_parts().map_err(|e| err(&e))?;

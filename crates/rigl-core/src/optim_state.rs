@@ -84,7 +84,10 @@ impl SparseOptimizer for ModuleOptimizer {
             .map(|(id, r, v)| {
                 (
                     *id,
-                    (bools_to_host(r.clone()), crate::mask::floats_to_host(v.clone())),
+                    (
+                        bools_to_host(r.clone()),
+                        crate::mask::floats_to_host(v.clone()),
+                    ),
                 )
             })
             .collect();

@@ -172,7 +172,9 @@ mod tests {
         let s = sched(100, 1100, 100, DropAnneal::Cosine);
         // x = min(t, 1000) / 1000 with the absolute t, in f32.
         let expect = |t: f32| {
-            f64::from(0.3f32 * (0.5 * (1.0 + (core::f32::consts::PI * t.min(1000.0) / 1000.0).cos())))
+            f64::from(
+                0.3f32 * (0.5 * (1.0 + (core::f32::consts::PI * t.min(1000.0) / 1000.0).cos())),
+            )
         };
         for t in [100, 500, 1000, 1100] {
             assert_eq!(s.drop_fraction_at(t), expect(t as f32), "t = {t}");

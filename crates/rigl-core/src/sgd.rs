@@ -70,7 +70,8 @@ impl SparseSgdConfig {
                 nesterov: m.nesterov,
             }),
         };
-        SlotOptimizer::new(rule, self.gradient_clipping.as_ref().map(|c| c.init())).with_decay_scope(self.weight_decay_scope)
+        SlotOptimizer::new(rule, self.gradient_clipping.as_ref().map(|c| c.init()))
+            .with_decay_scope(self.weight_decay_scope)
     }
 }
 
@@ -185,7 +186,11 @@ mod tests {
     #[test]
     fn kernel_scope_decays_kernels_only() {
         let device = device();
-        let momentum = Some(MomentumConfig::new().with_nesterov(true).with_dampening(0.0));
+        let momentum = Some(
+            MomentumConfig::new()
+                .with_nesterov(true)
+                .with_dampening(0.0),
+        );
         let decay = Some(WeightDecayConfig::new(0.05));
         let burn = |decay: Option<WeightDecayConfig>| {
             SgdConfig::new()
@@ -198,7 +203,19 @@ mod tests {
             .with_weight_decay(decay.clone())
             .with_weight_decay_scope(WeightDecayScope::Kernels)
             .init();
-        assert_kernel_only_decay(burn(decay), burn(None), &mut ours, "sgd", &device);
+        assert_kernel_only_decay(burn(decay.clone()), burn(None), &mut ours, "sgd", &device);
+        // Excluding every parameter by pattern: no decay at all, like Burn's without one.
+        let mut none = SparseSgdConfig::new()
+            .with_momentum(momentum.clone())
+            .with_weight_decay(decay)
+            .init()
+            .without_decay_for(vec!["fc*".into()]);
+        assert_same_steps(
+            burn(None),
+            &mut none,
+            "sgd without decay by pattern",
+            &device,
+        );
     }
 
     #[test]

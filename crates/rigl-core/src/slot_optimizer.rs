@@ -110,6 +110,7 @@ pub struct SlotOptimizer<R: SlotRule> {
     rule: R,
     clipping: Option<GradientClipping>,
     decay_scope: WeightDecayScope,
+    no_decay: Vec<String>,
     states: HashMap<ParamId, SlotState>,
 }
 
@@ -131,6 +132,7 @@ impl<R: SlotRule> SlotOptimizer<R> {
             rule,
             clipping,
             decay_scope: WeightDecayScope::All,
+            no_decay: Vec::new(),
             states: HashMap::new(),
         }
     }
@@ -144,6 +146,23 @@ impl<R: SlotRule> SlotOptimizer<R> {
     /// Which parameters the weight decay applies to.
     pub fn decay_scope(&self) -> WeightDecayScope {
         self.decay_scope
+    }
+
+    /// The same optimizer without weight decay for the parameters matching one of `patterns`
+    /// (see [`crate::pattern`]), whatever the scope: the reference gives MobileNet's depthwise
+    /// kernels no L2.
+    pub fn without_decay_for(mut self, patterns: Vec<String>) -> Self {
+        self.no_decay = patterns;
+        self
+    }
+
+    /// Whether the parameter of rank `rank` at `path` is decayed.
+    fn decays(&self, rank: usize, path: &str) -> bool {
+        self.decay_scope.decays(rank)
+            && !self
+                .no_decay
+                .iter()
+                .any(|p| crate::pattern::matches_param(p, path))
     }
 
     /// The state of parameter `id`, if it has taken a step.
@@ -353,11 +372,11 @@ impl<R: SlotRule> ModuleMapper for StepMapper<'_, R> {
             }
             s
         });
-        let decay = self.optim.decay_scope.decays(D);
-        let (updated, state) = self
-            .optim
-            .rule
-            .update(lr, tensor.inner(), grad.inner(), state, decay);
+        let decay = self.optim.decays(D, &path);
+        let (updated, state) =
+            self.optim
+                .rule
+                .update(lr, tensor.inner(), grad.inner(), state, decay);
         self.optim.states.insert(id, state);
         Param::from_mapped_value(id, context.restore(updated, id), mapper)
     }

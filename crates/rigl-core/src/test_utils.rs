@@ -119,7 +119,10 @@ pub fn assert_kernel_only_decay<O: crate::SparseOptimizer>(
     for (i, ((s, d), p)) in scoped.iter().zip(&with_decay).zip(&without).enumerate() {
         let (expected, other) = if i % 2 == 0 { (d, p) } else { (p, d) };
         assert_eq!(s, expected, "{label}: parameter {i}");
-        assert_ne!(expected, other, "{label}: parameter {i} is not affected by the decay");
+        assert_ne!(
+            expected, other,
+            "{label}: parameter {i} is not affected by the decay"
+        );
     }
 }
 

@@ -47,6 +47,24 @@
 //!   ([`SparseSgd`](crate::SparseSgd), [`SparseAdam`](crate::SparseAdam),
 //!   [`SparseAdamW`](crate::SparseAdamW): Burn's update rules, state reset on the device).
 //!
+//! # Differences from the reference
+//! - Ties: the reference adds `N(0, 1e-5)` noise to the drop scores `|m * w|` of the whole layer
+//!   and breaks remaining ties by the lower index of TF's layout (HWIO conv kernels); here drops
+//!   are chosen among the active connections without noise and ties go to the lower index of
+//!   Burn's layout (OIHW), so among equal scores another position of a conv layer may grow.
+//! - Random values come from the counter-based generator keyed by `(seed, layer, step)`, not
+//!   from TF's stateless ops seeded by Python's per-process string hash.
+//! - [`GrowInit::InitialDist`] shuffles the layer's actual initial weights (the reference's
+//!   `initial_value` re-samples a random initializer).
+//! - Gradual pruning sees the post-increment step (the reference's read of the global step is
+//!   not ordered with the increment), ramps each layer to its own planned sparsity in `f32`
+//!   (the reference scales the global ramp by `s_i / s` for mapped layers) and keeps nothing at
+//!   `k = 0` (where the reference fails).
+//! - Cosine with `end == begin` keeps the initial drop fraction (the reference computes 0 / 0);
+//!   the exponential anneal without an end step is refused (the reference's grows past 1).
+//! - `rigl_acc_scale` sets nothing for parameters whose optimizer has no state yet (an update
+//!   before the first optimizer step).
+//!
 //! # Determinism and data parallelism
 //! Every mask decision is a pure function of the weights, of the gradients Burn has already
 //! reduced across devices (`GradientsParams` after a multi-device backward, or
@@ -134,7 +152,8 @@ impl core::str::FromStr for GrowInit {
         if s == "zeros" {
             return Ok(Self::Zeros);
         }
-        let options: [(&str, fn(f64) -> Self); 5] = [
+        type Make = fn(f64) -> GrowInit;
+        let options: [(&str, Make); 5] = [
             ("initial_dist", Self::InitialDist),
             ("random_normal", Self::RandomNormal),
             ("random_uniform", Self::RandomUniform),
@@ -487,11 +506,10 @@ impl SparseTrainer {
         if matches!(trainer.config.grow_init, GrowInit::InitialDist(_)) {
             // `initial_dist` draws from the weights the layers start with.
             let layers = model.sparse_layers();
-            trainer.initial_weights =
-                flat_weights(&model, layers.iter().map(|l| l.path.as_str()))
-                    .into_iter()
-                    .map(|(p, w)| (p, w.without_autodiff()))
-                    .collect();
+            trainer.initial_weights = flat_weights(&model, layers.iter().map(|l| l.path.as_str()))
+                .into_iter()
+                .map(|(p, w)| (p, w.without_autodiff()))
+                .collect();
         }
         let model = trainer.with_next_mode(model);
         Ok((model, trainer))
@@ -679,7 +697,12 @@ impl SparseTrainer {
         }
         let decision = updater.update(&ctx, &input)?;
         let thresholds: Thresholds = match &decision.thresholds {
-            Some(t) => input.layers.iter().map(|l| l.path.clone()).zip(t.iter().copied()).collect(),
+            Some(t) => input
+                .layers
+                .iter()
+                .map(|l| l.path.clone())
+                .zip(t.iter().copied())
+                .collect(),
             None => Vec::new(),
         };
 
@@ -1583,7 +1606,13 @@ mod tests {
             assert_eq!(expect.to_string().parse::<GrowInit>().unwrap(), expect);
         }
         // The reference rejects these too (`initial_value` is in its flag help, not its code).
-        for bad in ["initial_value", "ones", "random_normal_", "random_normalx", "grad"] {
+        for bad in [
+            "initial_value",
+            "ones",
+            "random_normal_",
+            "random_normalx",
+            "grad",
+        ] {
             let e = bad.parse::<GrowInit>().unwrap_err();
             assert!(e.contains("unknown grow init"), "{bad}: {e}");
         }
@@ -1594,7 +1623,10 @@ mod tests {
                 set.clone().with_grow_init(GrowInit::GradSign(1.0)),
                 "RigL's dense gradient",
             ),
-            (rigl.clone().with_grow_init(GrowInit::RandomNormal(0.0)), "divisor"),
+            (
+                rigl.clone().with_grow_init(GrowInit::RandomNormal(0.0)),
+                "divisor",
+            ),
             (set.clone().with_rigl_acc_scale(0.5), "rigl_acc_scale"),
             (rigl.clone().with_threshold_decay(1.0), "threshold decay"),
             (rigl.clone().with_weight_decay(-1.0), "weight decay"),
@@ -1610,11 +1642,13 @@ mod tests {
         }
     }
 
+    /// One layer after a RigL update: its new connections, weights, initial weights and dense
+    /// gradient.
+    type Grown = (Vec<bool>, Vec<f32>, Vec<f32>, Vec<f32>);
+
     /// One RigL update at step 0 (it trains nothing, so the stored weights are the initial
-    /// ones) with `grow`: the new connections of every layer, their values, the layer's initial
-    /// weights and its dense gradient.
-    #[allow(clippy::type_complexity)]
-    fn rigl_growth(grow: GrowInit) -> Vec<(Vec<bool>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+    /// ones) with `grow`, layer by layer.
+    fn rigl_growth(grow: GrowInit) -> Vec<Grown> {
         let device = device();
         let dst = DstConfig::new(Method::Rigl)
             .with_end_step(100)
@@ -1651,7 +1685,7 @@ mod tests {
 
     #[test]
     fn grow_init_values_at_new_connections() {
-        let total_new = |layers: &[(Vec<bool>, Vec<f32>, Vec<f32>, Vec<f32>)]| {
+        let total_new = |layers: &[Grown]| {
             layers
                 .iter()
                 .map(|l| l.0.iter().filter(|&&b| b).count())
@@ -1675,24 +1709,32 @@ mod tests {
         }
         // random_normal_2: N(0, 1) samples of the layer's stream times std(W) / 2, with the
         // population deviation of all its stored weights.
-        for ((new, w, w0, _), path) in rigl_growth(GrowInit::RandomNormal(2.0))
-            .iter()
-            .zip(["fc1.weight", "fc2.weight", "fc3.weight"])
-        {
+        for ((new, w, w0, _), path) in rigl_growth(GrowInit::RandomNormal(2.0)).iter().zip([
+            "fc1.weight",
+            "fc2.weight",
+            "fc3.weight",
+        ]) {
             let n = w0.len() as f64;
             let mean = w0.iter().map(|&v| v as f64).sum::<f64>() / n;
             let std = (w0.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
             let z = normal_samples(0, path, 0, w0.len(), 1.0);
             for i in (0..new.len()).filter(|&i| new[i]) {
                 let expect = z[i] as f64 * std / 2.0;
-                assert!((w[i] as f64 - expect).abs() <= 1e-5 * (1.0 + expect.abs()), "{path} {i}");
+                assert!(
+                    (w[i] as f64 - expect).abs() <= 1e-5 * (1.0 + expect.abs()),
+                    "{path} {i}"
+                );
             }
         }
         // random_uniform: U(-mean|W|, mean|W|).
         for (new, w, w0, _) in &rigl_growth(GrowInit::RandomUniform(1.0)) {
             let m = w0.iter().map(|v| v.abs()).sum::<f32>() / w0.len() as f32;
             for i in (0..new.len()).filter(|&i| new[i]) {
-                assert!(w[i].abs() <= m * (1.0 + 1e-5) && w[i] != 0.0, "{} vs {m}", w[i]);
+                assert!(
+                    w[i].abs() <= m * (1.0 + 1e-5) && w[i] != 0.0,
+                    "{} vs {m}",
+                    w[i]
+                );
             }
         }
         // initial_dist_2: distinct entries of a permutation of the initial weights, halved.
@@ -1718,7 +1760,10 @@ mod tests {
         let (model, trainer) =
             SparseTrainer::init(model, &SparsityConfig::uniform(0.6), dst).unwrap();
         let initial = floats_to_host(trainer.initial_weights()["fc2.weight"].clone());
-        assert_eq!(initial, floats_to_host(model.fc2.weight.base().reshape([-1])));
+        assert_eq!(
+            initial,
+            floats_to_host(model.fc2.weight.base().reshape([-1]))
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.ckpt");
         let optim = sgd();
@@ -1823,7 +1868,10 @@ mod tests {
         for &i in &order[..16] {
             without[i] = true;
         }
-        assert_ne!(mask, without, "lambda must change the choice for the test to bite");
+        assert_ne!(
+            mask, without,
+            "lambda must change the choice for the test to bite"
+        );
     }
 
     fn check_new_connections_reset(optim_for: fn() -> ModuleOptimizer, name: &str) {

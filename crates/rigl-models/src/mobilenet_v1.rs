@@ -306,6 +306,9 @@ mod tests {
         assert_eq!(layers.len(), 28);
         assert_eq!(layers[0].counted_input_size, [225, 225]);
         assert_eq!(layers[1].kind, LayerKind::Depthwise);
+        let dw = MobileNetV1Config::new().depthwise_kernels().unwrap();
+        assert_eq!(dw.len(), 13);
+        assert_eq!(dw[0], "blocks.0.depthwise.weight");
         assert_eq!(layers[1].shape, [32, 1, 3, 3]);
         assert_eq!(layers[3].path, "blocks.1.depthwise.weight");
         assert_eq!(layers[3].counted_input_size, [113, 113]);

@@ -601,6 +601,11 @@ mod tests {
             LayerKind::Depthwise
         );
         assert_eq!(find("features.1.conv.1.weight").shape, [16, 32, 1, 1]);
+        // The 17 blocks' depthwise kernels, which the reference never masks.
+        let dw = MobileNetV2Config::new().depthwise_kernels().unwrap();
+        assert_eq!(dw.len(), 17);
+        assert!(dw.iter().all(|p| find(p).kind == LayerKind::Depthwise));
+        assert_eq!(dw[0], "features.1.conv.0.0.weight");
         assert_eq!(find("features.2.conv.0.0.weight").shape, [96, 16, 1, 1]);
         let dw = find("features.2.conv.1.0.weight");
         assert_eq!(

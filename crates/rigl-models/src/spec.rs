@@ -200,6 +200,22 @@ pub trait SparseArchitecture {
     fn sparsity_plan(&self, config: &SparsityConfig) -> Result<SparsityPlan> {
         plan_for(&self.layer_specs()?, config)
     }
+
+    /// The parameter paths of the depthwise kernels, which the reference's MobileNets never
+    /// mask and never decay (its depthwise convolutions are plain `separable_conv2d` layers
+    /// without a regulariser); `rigl train` leaves them dense and without weight decay unless
+    /// told otherwise (`mask-depthwise = true`).
+    ///
+    /// # Errors
+    /// As [`layer_specs`](Self::layer_specs).
+    fn depthwise_kernels(&self) -> Result<Vec<String>> {
+        Ok(self
+            .layer_specs()?
+            .into_iter()
+            .filter(|l| l.kind == LayerKind::Depthwise)
+            .map(|l| l.path)
+            .collect())
+    }
 }
 
 /// The plan for `layers` (in forward order) under `config`.

@@ -74,7 +74,9 @@ impl MaskUpdater for GradualPruning {
             } else {
                 // The smallest selected magnitude: the k-th largest.
                 let selected = top.clone().narrow(0, l.offset, l.len);
-                w.clone().mask_fill(selected.bool_not(), f32::INFINITY).min()
+                w.clone()
+                    .mask_fill(selected.bool_not(), f32::INFINITY)
+                    .min()
             };
             let smoothed = if decay == 0.0 {
                 current
@@ -156,11 +158,15 @@ mod tests {
         // 0.5, 0.3, ...: the threshold is 0.5 and both 0.5s are kept (>=): 3 active.
         let w = [0.3, -0.5, 0.1, 0.9, 0.5, 0.0, -0.2, 0.05, 0.01, 0.02];
         let m = [true, true, true, false, true, true, true, true, true, true];
-        let d = GradualPruning.update(&ctx(600), &input(&w, &m, 0.0)).unwrap();
+        let d = GradualPruning
+            .update(&ctx(600), &input(&w, &m, 0.0))
+            .unwrap();
         let (mask, reset) = d.to_host();
         assert_eq!(
             mask,
-            [false, true, false, true, true, false, false, false, false, false]
+            [
+                false, true, false, true, true, false, false, false, false, false
+            ]
         );
         assert_eq!(reset, [false; 10]);
         assert_eq!(d.thresholds, Some(vec![0.5]));
@@ -179,7 +185,9 @@ mod tests {
         let (mask, _) = d.to_host();
         assert_eq!(
             mask,
-            [true, true, false, true, true, false, false, false, false, false]
+            [
+                true, true, false, true, true, false, false, false, false, false
+            ]
         );
         assert_eq!(d.thresholds, Some(vec![0.5f32 * 0.5 + 0.1 * 0.5]));
     }
