@@ -13,10 +13,9 @@ use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use divan::Bencher;
+use rigl_burn::core::optim::{SparseOptimizer, SparseSgd, SparseSgdConfig};
 use rigl_burn::core::updater::catalogue::resnet50_rigl;
-use rigl_burn::core::{
-    DstConfig, Method, SparseOptimizer, SparseSgd, SparseSgdConfig, SparseTrainer, SparsityConfig,
-};
+use rigl_burn::core::{DstConfig, Method, SparseTrainer, SparsityConfig};
 use rigl_burn::models::{WideResNet, WideResNetConfig};
 
 fn main() {

@@ -16,9 +16,8 @@ use burn::optim::GradientsParams;
 use burn::optim::momentum::MomentumConfig;
 use burn::tensor::Device;
 use common::{Mlp, spirals};
-use rigl_burn::core::{
-    DropAnneal, DstConfig, Method, SparseSgdConfig, SparseTrainer, Sparsify, SparsityConfig,
-};
+use rigl_burn::core::optim::SparseSgdConfig;
+use rigl_burn::core::{DropAnneal, DstConfig, Method, SparseTrainer, Sparsify, SparsityConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let method: Method = std::env::args()

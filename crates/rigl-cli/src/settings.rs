@@ -2,10 +2,8 @@
 //! each overriding the one before.
 
 use crate::CliError;
-use rigl_core::{
-    Distribution, DropAnneal, DstConfig, GrowInit, MaskInit, Method, SparsityConfig,
-    WeightDecayScope,
-};
+use rigl_core::optim::WeightDecayScope;
+use rigl_core::{Distribution, DropAnneal, DstConfig, GrowInit, MaskInit, Method, SparsityConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -13,10 +13,8 @@ use burn::optim::momentum::MomentumConfig;
 use burn::tensor::{Device, Int, Tensor};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rigl_core::{
-    Method, SparseSgd, SparseSgdConfig, SparseTrainer, Sparsify, UpdateStats, load_checkpoint,
-    save_checkpoint,
-};
+use rigl_core::optim::{SparseSgd, SparseSgdConfig};
+use rigl_core::{Method, SparseTrainer, Sparsify, UpdateStats, load_checkpoint, save_checkpoint};
 use rigl_data::{Augmentation, ImageSet, MnistVariant, Split};
 use rigl_models::counter::{CountOptions, TrainingMethod, TrainingOptions, count_model};
 use rigl_models::{
@@ -144,7 +142,7 @@ pub struct TrainArgs {
     pub weight_decay: Option<f64>,
     /// Parameters the weight decay applies to: kernels (the reference's, default) or all.
     #[arg(long)]
-    pub weight_decay_scope: Option<rigl_core::WeightDecayScope>,
+    pub weight_decay_scope: Option<rigl_core::optim::WeightDecayScope>,
     /// Batch size.
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -1140,7 +1138,10 @@ mod tests {
         let s = parse(&["--method", "baseline"]).unwrap();
         assert_eq!(s.method, Method::Dense);
         // The reference's L2 is on the kernels only.
-        assert_eq!(s.weight_decay_scope, rigl_core::WeightDecayScope::Kernels);
+        assert_eq!(
+            s.weight_decay_scope,
+            rigl_core::optim::WeightDecayScope::Kernels
+        );
         let s = parse(&[
             "--weight-decay-scope",
             "all",
@@ -1148,7 +1149,10 @@ mod tests {
             "random_normal_2",
         ])
         .unwrap();
-        assert_eq!(s.weight_decay_scope, rigl_core::WeightDecayScope::All);
+        assert_eq!(
+            s.weight_decay_scope,
+            rigl_core::optim::WeightDecayScope::All
+        );
         let dst = s.dst_config(1000).unwrap();
         assert_eq!(dst.grow_init, rigl_core::GrowInit::RandomNormal(2.0));
         assert_eq!(dst.weight_decay, s.weight_decay, "SNIP's L2 term");

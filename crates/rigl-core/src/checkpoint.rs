@@ -10,14 +10,12 @@
 //! `rigl.trainer` (the trainer's configuration, plan and counters as JSON) and `optim/<key>`;
 //! scalars `optim/<key>`.
 
-use crate::config::SparsityConfig;
 use crate::error::{Result, SparsityError};
 use crate::io::write_atomic;
 use crate::mask::floats_to_host;
-use crate::optim_state::SparseOptimizer;
-use crate::plan::SparsityPlan;
+use crate::optim::SparseOptimizer;
 use crate::sparsify::load_sparse_bytes;
-use crate::trainer::{DstConfig, SparseTrainer, TrainerState};
+use crate::trainer::{SparseTrainer, TrainerSnapshot};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
@@ -31,10 +29,9 @@ const FORMAT: &str = "rigl-checkpoint-1";
 
 #[derive(Serialize, Deserialize)]
 struct TrainerMeta {
-    config: DstConfig,
-    sparsity: SparsityConfig,
-    plan: Option<SparsityPlan>,
-    state: TrainerState,
+    /// The trainer's configuration, plan and counters.
+    #[serde(flatten)]
+    trainer: TrainerSnapshot,
     /// Free-form user metadata (epoch, metrics, ...).
     user: HashMap<String, String>,
 }
@@ -104,12 +101,8 @@ pub fn save_checkpoint<M: Module, O: SparseOptimizer>(
             ));
         }
     }
-    let (config, sparsity, plan, state) = trainer.parts();
     let meta = TrainerMeta {
-        config: config.clone(),
-        sparsity: sparsity.clone(),
-        plan: plan.cloned(),
-        state: state.clone(),
+        trainer: trainer.snapshot(),
         user: user.clone(),
     };
     let json = serde_json::to_string(&meta).map_err(|e| err(&e))?;
@@ -214,14 +207,7 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
     let optim = optim
         .with_state_bytes(writer.into_bytes().map_err(|e| err(&e))?)
         .map_err(|e| err(&e))?;
-    let trainer = SparseTrainer::from_parts(
-        meta.config,
-        meta.sparsity,
-        meta.plan,
-        meta.state,
-        averages,
-        initial_weights,
-    );
+    let trainer = SparseTrainer::from_snapshot(meta.trainer, averages, initial_weights);
     let model = trainer.next_mode_for(model);
     Ok(Resumed {
         model,
@@ -250,6 +236,7 @@ fn with_name(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SparsityConfig;
     use crate::mask::bools_to_host;
     use crate::test_utils::Mlp;
     use crate::{DstConfig, Method, Sparsify};

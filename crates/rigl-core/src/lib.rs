@@ -20,9 +20,9 @@
 //!   rules, custom per-layer sparsities, include/exclude patterns, [`MaskInit`], seed.
 //! - [`distribution`]: the reference's ER/ERK algorithm, exactly.
 //! - [`SparsityPlan`]: per-layer sparsities from shapes alone.
+//! - [`SparseTrainer`]: dynamic sparse training (RigL, SET, SNFS, static, SNIP, gradual
+//!   pruning) in a hand-written loop; [`optim`]: optimizers whose state it resets on the device.
 
-pub mod adam;
-pub mod adamw;
 pub mod checkpoint;
 pub mod config;
 pub mod distribution;
@@ -33,14 +33,12 @@ pub mod layers;
 #[cfg(feature = "learner")]
 pub mod learner;
 pub mod mask;
-pub mod optim_state;
+pub mod optim;
 pub(crate) mod param_context;
 pub mod pattern;
 pub mod plan;
 pub mod report;
 pub mod schedule;
-pub mod sgd;
-pub mod slot_optimizer;
 pub mod sparsify;
 pub mod trainer;
 pub mod updater;
@@ -48,20 +46,15 @@ pub mod updater;
 #[cfg(test)]
 pub(crate) mod test_utils;
 
-pub use adam::{SparseAdam, SparseAdamConfig};
-pub use adamw::{SparseAdamW, SparseAdamWConfig};
 pub use checkpoint::{Resumed, load_checkpoint, save_checkpoint};
 pub use config::{MaskInit, SparsityConfig};
 pub use distribution::{Distribution, LayerShape, n_ones, n_zeros};
 pub use error::{Result, SparsityError};
 pub use layers::{KernelParam, kernel_params};
 pub use mask::{GradientMode, SparseMask};
-pub use optim_state::SparseOptimizer;
 pub use plan::{LayerRole, PlannedLayer, SparsityPlan};
 pub use report::{LayerReport, SparsityReport};
 pub use schedule::{DropAnneal, UpdateSchedule};
-pub use sgd::{SparseSgd, SparseSgdConfig};
-pub use slot_optimizer::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
 pub use sparsify::Sparsify;
 pub use trainer::{DstConfig, GrowInit, SparseTrainer, StepOutcome, TrainerState, UpdateStats};
 pub use updater::{MaskUpdater, Method};

@@ -77,7 +77,7 @@ pub fn weight_bits(model: &Mlp) -> Vec<Vec<u32>> {
 
 /// Six steps of Burn's optimizer and of `ours` from the same model must give the same weights
 /// bit for bit after every step; returns the model `ours` trained.
-pub fn assert_same_steps<O: crate::SparseOptimizer>(
+pub fn assert_same_steps<O: crate::optim::SparseOptimizer>(
     mut burn: burn::optim::ModuleOptimizer,
     ours: &mut O,
     label: &str,
@@ -99,7 +99,7 @@ pub fn assert_same_steps<O: crate::SparseOptimizer>(
 /// One step of `ours` (weight decay on the kernels only) from a fresh model: the kernels must
 /// equal one step of Burn's optimizer with the decay (`decayed`), the biases one step without it
 /// (`plain`), bit for bit.
-pub fn assert_kernel_only_decay<O: crate::SparseOptimizer>(
+pub fn assert_kernel_only_decay<O: crate::optim::SparseOptimizer>(
     mut decayed: burn::optim::ModuleOptimizer,
     mut plain: burn::optim::ModuleOptimizer,
     ours: &mut O,

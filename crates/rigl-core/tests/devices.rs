@@ -12,10 +12,9 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData};
 use rigl_core::mask::bools_to_host;
+use rigl_core::optim::SparseSgdConfig;
 use rigl_core::updater::{HostLayer, UpdateContext, UpdateInput};
-use rigl_core::{
-    DstConfig, MaskInit, Method, SparseSgdConfig, SparseTrainer, Sparsify, SparsityConfig,
-};
+use rigl_core::{DstConfig, MaskInit, Method, SparseTrainer, Sparsify, SparsityConfig};
 use rigl_kernels::Philox;
 
 fn wgpu() -> Device {

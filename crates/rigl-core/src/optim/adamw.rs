@@ -5,8 +5,8 @@
 //! same weights bit for bit as with `AdamWConfig`; the moments are [`SlotOptimizer`] slots,
 //! zeroed at new connections on the parameters' devices.
 
-use crate::adam::Moments;
-use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
+use super::adam::Moments;
+use super::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
 use burn::config::Config;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::tensor::Tensor;
@@ -59,7 +59,7 @@ impl SparseAdamWConfig {
     }
 }
 
-/// Burn's `AdamW::step`; slots as [`AdamRule`](crate::adam::AdamRule)'s.
+/// Burn's `AdamW::step`; slots as [`AdamRule`](super::AdamRule)'s.
 #[derive(Clone)]
 pub struct AdamWRule {
     beta_1: f32,

@@ -5,16 +5,15 @@
 //! run gives the same weights bit for bit as with `SgdConfig`. What differs is where the
 //! momentum lives: one flat tensor per parameter, on the parameter's device (a
 //! [`SlotOptimizer`] slot), that
-//! [`SparseOptimizer::reset_slots`](crate::SparseOptimizer::reset_slots) zeroes at new
-//! connections with one masked fill. Burn's module optimizer keeps its state private, and
-//! resetting it costs a host round trip of the whole state (see [`crate::optim_state`]).
+//! [`SparseOptimizer::reset_slots`](super::SparseOptimizer::reset_slots) zeroes at new
+//! connections with one masked fill (see the [module docs](super)).
 //!
 //! ```no_run
 //! # use burn::nn::{Linear, LinearConfig};
 //! # use burn::optim::GradientsParams;
 //! # use burn::optim::momentum::MomentumConfig;
 //! # use burn::tensor::{Device, Tensor};
-//! use rigl_core::sgd::SparseSgdConfig;
+//! use rigl_core::optim::SparseSgdConfig;
 //! use rigl_core::{DstConfig, Method, SparseTrainer, SparsityConfig};
 //! # fn main() -> Result<(), rigl_core::SparsityError> {
 //! # let device = Device::default().autodiff();
@@ -32,7 +31,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
+use super::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
 use burn::config::Config;
 use burn::module::ParamId;
 use burn::optim::decay::{WeightDecay, WeightDecayConfig};
@@ -136,8 +135,8 @@ impl SlotRule for SgdRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SparseOptimizer;
     use crate::mask::{bools_to_host, floats_to_host};
+    use crate::optim::SparseOptimizer;
     use crate::test_utils::{Mlp, assert_kernel_only_decay, assert_same_steps};
     use burn::optim::SgdConfig;
     use burn::tensor::{Bool, Device, TensorData};

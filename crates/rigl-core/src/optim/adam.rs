@@ -5,7 +5,7 @@
 //! bit for bit as with `AdamConfig`; the moments are [`SlotOptimizer`] slots, zeroed at new
 //! connections on the parameters' devices.
 
-use crate::slot_optimizer::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
+use super::{SlotOptimizer, SlotRule, SlotState, WeightDecayScope};
 use burn::config::Config;
 use burn::optim::decay::{WeightDecay, WeightDecayConfig};
 use burn::optim::grad_clipping::GradientClippingConfig;
@@ -173,7 +173,7 @@ impl SlotRule for AdamRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SparseOptimizer;
+    use crate::optim::SparseOptimizer;
     use crate::test_utils::{assert_same_steps, weight_bits};
     use burn::optim::AdamConfig;
     use burn::tensor::Device;
@@ -219,7 +219,10 @@ mod tests {
             );
         }
         // Another rule's state is refused.
-        let sgd = crate::SparseSgdConfig::new().init().state_bytes().unwrap();
+        let sgd = crate::optim::SparseSgdConfig::new()
+            .init()
+            .state_bytes()
+            .unwrap();
         let e = SparseAdamConfig::new()
             .init()
             .with_state_bytes(sgd)

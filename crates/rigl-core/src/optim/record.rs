@@ -1,21 +1,7 @@
-//! The optimizer of a sparse training run, and zeroing its state at new connections.
-//!
-//! [`SparseTrainer`](crate::SparseTrainer) drives any [`SparseOptimizer`]:
-//!
-//! - Burn's [`ModuleOptimizer`] (SGD, Adam, AdamW, RMSProp, ... any Burn optimizer). It keeps its
-//!   per-parameter state private; its public record is the way in: the state is serialised
-//!   (`into_bytes`), every state tensor of an updated parameter that has the parameter's number
-//!   of elements (SGD momentum, Adam/AdamW first and second moments, RMSProp's square average,
-//!   ...) is zeroed at the reset positions, and the optimizer is rebuilt from the edited record
-//!   (`from_bytes`). Scalars (e.g. Adam's step count) and the state of other parameters pass
-//!   through unchanged; state tensors of another size (factored second moments) are left alone.
-//!   This costs one host copy of the whole optimizer state per mask update (measured in
-//!   `benches/RESULTS.md`: about 0.3 s for a ResNet-50-sized model).
-//! - [`SlotOptimizer`](crate::SlotOptimizer)s: [`SparseSgd`](crate::SparseSgd),
-//!   [`SparseAdam`](crate::SparseAdam) and [`SparseAdamW`](crate::SparseAdamW) compute Burn's
-//!   SGD, Adam and AdamW exactly and keep their state as flat tensors on the parameters' devices,
-//!   so a reset is one masked fill per state tensor on the device, without a host round trip.
+//! Burn's [`ModuleOptimizer`] as a [`SparseOptimizer`]: its state is reset through a host round
+//! trip of its record (see the [module docs](super)).
 
+use super::SparseOptimizer;
 use crate::error::{Result, SparsityError};
 use crate::mask::bools_to_host;
 use burn::module::{Module, ParamId};
@@ -23,43 +9,6 @@ use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Bool, Bytes, DType, Tensor, TensorData};
 use std::collections::HashMap;
-
-/// What [`SparseTrainer`](crate::SparseTrainer) needs of an optimizer (see the module docs).
-pub trait SparseOptimizer {
-    /// Update every parameter of `model` that has a gradient in `grads`.
-    fn step<M: Module>(&mut self, lr: ModuleLearningRate, model: M, grads: GradientsParams) -> M;
-
-    /// Zero every state slot of each parameter in `resets` at the positions set in its flat
-    /// mask (a Bool tensor with one entry per weight, on the parameter's device). Parameters
-    /// without state are skipped. Returns the number of state tensors edited.
-    ///
-    /// # Errors
-    /// [`SparsityError::OptimizerState`] if the state cannot be edited.
-    fn reset_slots(&mut self, resets: &[(ParamId, Tensor<1, Bool>)]) -> Result<usize>;
-
-    /// Set every state slot of each parameter in `inits` to the given flat values at the
-    /// positions set in its flat mask (RigL's `rigl_acc_scale`: slots of new connections start
-    /// at a multiple of the gradient). Parameters without state are skipped. Returns the number
-    /// of state tensors edited.
-    ///
-    /// # Errors
-    /// [`SparsityError::OptimizerState`] if the state cannot be edited.
-    fn init_slots(&mut self, inits: &[(ParamId, Tensor<1, Bool>, Tensor<1>)]) -> Result<usize>;
-
-    /// The state as a burnpack buffer (what checkpoints keep).
-    ///
-    /// # Errors
-    /// [`SparsityError::OptimizerState`] if the state cannot be serialised.
-    fn state_bytes(&self) -> Result<Bytes>;
-
-    /// This optimizer with the state saved by [`state_bytes`](Self::state_bytes).
-    ///
-    /// # Errors
-    /// [`SparsityError::OptimizerState`] if the bytes are not such a state.
-    fn with_state_bytes(self, bytes: Bytes) -> Result<Self>
-    where
-        Self: Sized;
-}
 
 fn state_error(e: &dyn ToString) -> SparsityError {
     SparsityError::OptimizerState(e.to_string())

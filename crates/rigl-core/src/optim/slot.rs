@@ -1,17 +1,16 @@
 //! [`SlotOptimizer`]: a module optimizer whose per-parameter state sparse training can reset on
 //! the device.
 //!
-//! Burn's module optimizer keeps its state private, and resetting it at new connections costs a
-//! host round trip of the whole state (see [`crate::optim_state`]). A `SlotOptimizer` keeps each
+//! A `SlotOptimizer` keeps each
 //! parameter's state as flat tensors ("slots": SGD's velocity, Adam's moments) on the
 //! parameter's device, so [`SparseOptimizer::reset_slots`] is one masked fill per slot. The
-//! update itself is a [`SlotRule`]: [`SgdRule`](crate::sgd::SgdRule),
-//! [`AdamRule`](crate::adam::AdamRule) and [`AdamWRule`](crate::adamw::AdamWRule) compute Burn's
+//! update itself is a [`SlotRule`]: [`SgdRule`](super::SgdRule),
+//! [`AdamRule`](super::AdamRule) and [`AdamWRule`](super::AdamWRule) compute Burn's
 //! SGD, Adam and AdamW operation for operation, so a run gives the same weights bit for bit as
 //! with Burn's optimizers.
 
+use super::{SparseOptimizer, WeightDecayScope};
 use crate::error::{Result, SparsityError};
-use crate::optim_state::SparseOptimizer;
 use crate::param_context::ParamContext;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -22,57 +21,6 @@ use std::collections::HashMap;
 
 /// Metadata key that names the rule of a saved state.
 const FORMAT_KEY: &str = "rigl.optimizer";
-
-/// Which parameters a [`SlotOptimizer`]'s weight decay applies to.
-///
-/// Burn's optimizers decay every parameter ([`All`](Self::All), the default of the `Sparse*`
-/// configs, so that they stay equal to Burn's). The reference implementation of RigL adds its
-/// L2 term for the kernels of conv and dense layers only, never for biases or normalisation
-/// parameters ([`Kernels`](Self::Kernels), what `rigl train` uses).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WeightDecayScope {
-    /// Every parameter with a gradient (Burn's behaviour).
-    #[default]
-    All,
-    /// Float parameters of rank >= 2 only: the kernels of linear and conv layers, the
-    /// parameters [`Sparsify`](crate::Sparsify) can mask. Biases and normalisation parameters
-    /// (rank 1) are not decayed.
-    Kernels,
-}
-
-impl WeightDecayScope {
-    /// Whether a parameter of rank `rank` is decayed.
-    pub fn decays(&self, rank: usize) -> bool {
-        match self {
-            Self::All => true,
-            Self::Kernels => rank >= 2,
-        }
-    }
-}
-
-impl core::str::FromStr for WeightDecayScope {
-    type Err = String;
-
-    fn from_str(s: &str) -> core::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "all" => Ok(Self::All),
-            "kernels" => Ok(Self::Kernels),
-            other => Err(format!(
-                "unknown weight-decay scope `{other}`: expected all or kernels"
-            )),
-        }
-    }
-}
-
-impl core::fmt::Display for WeightDecayScope {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            Self::All => "all",
-            Self::Kernels => "kernels",
-        })
-    }
-}
 
 /// The state of one parameter: flat tensors with one entry per weight, and a step count.
 #[derive(Clone, Debug)]

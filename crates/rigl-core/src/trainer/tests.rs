@@ -1,0 +1,892 @@
+//! Tests of [`SparseTrainer`](super::SparseTrainer).
+
+use super::grow_init::normal_samples;
+use super::*;
+use crate::mask::{bools_to_host, floats_to_host};
+use crate::schedule::DropAnneal;
+use crate::sparsify::read_weights;
+use crate::test_utils::{Mlp, masks};
+use crate::updater::UpdateContext;
+use burn::optim::ModuleOptimizer;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
+use burn::tensor::Device;
+use burn::tensor::TensorData;
+use proptest::prelude::*;
+
+fn device() -> Device {
+    Device::default().autodiff()
+}
+
+fn sgd() -> ModuleOptimizer {
+    SgdConfig::new()
+        .with_momentum(Some(
+            MomentumConfig::new()
+                .with_nesterov(true)
+                .with_dampening(0.0),
+        ))
+        .init()
+}
+
+fn nnz(model: &Mlp) -> Vec<usize> {
+    masks(model)
+        .iter()
+        .map(|m| m.iter().filter(|&&b| b).count())
+        .collect()
+}
+
+/// Optimizer state tensors by (param id, name).
+fn optim_state(optim: &ModuleOptimizer) -> HashMap<(u64, String), Vec<f32>> {
+    let reader = burn_pack::Reader::from_bytes(optim.into_bytes().unwrap()).unwrap();
+    reader
+        .into_tensors()
+        .unwrap()
+        .into_iter()
+        .map(|t| {
+            let (name, dtype, shape, id, bytes) = t.into_parts().unwrap();
+            let data = TensorData::from_bytes(bytes, shape, dtype);
+            let values = data.convert::<f32>().try_into_vec::<f32>().unwrap();
+            ((id.unwrap_or(0), name), values)
+        })
+        .collect()
+}
+
+/// Run `steps` calls of `step` on batches 0.., returning the model and the update stats.
+fn run(
+    model: Mlp,
+    trainer: &mut SparseTrainer,
+    optim: &mut ModuleOptimizer,
+    calls: u32,
+    mut each: impl FnMut(&Mlp, &StepOutcome<Mlp>, &SparseTrainer),
+) -> Mlp {
+    let device = device();
+    let mut model = model;
+    for i in 0..calls {
+        let grads = model.grads(i, 8, &device);
+        let out = trainer.step(model, optim, 0.05, grads).unwrap();
+        each(&out.model, &out, trainer);
+        model = out.model;
+    }
+    model
+}
+
+#[test]
+fn config_errors_name_the_problem() {
+    let c = DstConfig::new(Method::Rigl);
+    assert!(c.validate().is_ok());
+    for (bad, needle) in [
+        (c.clone().with_frequency(0), "frequency"),
+        (c.clone().with_drop_fraction(1.5), "drop fraction"),
+        (c.clone().with_drop_fraction(-0.1), "drop fraction"),
+        (
+            c.clone().with_begin_step(10).with_end_step(5),
+            "before begin",
+        ),
+        (c.clone().with_training_steps_multiplier(0.0), "multiplier"),
+        (DstConfig::new(Method::Prune), "end step"),
+    ] {
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+    }
+    let s = c
+        .with_begin_step(10)
+        .with_end_step(100)
+        .with_training_steps_multiplier(5.0)
+        .schedule();
+    assert_eq!((s.begin_step, s.end_step, s.frequency), (50, 500, 100));
+}
+
+#[test]
+fn rigl_update_step_trains_nothing_and_does_not_advance() {
+    let device = device();
+    let model = Mlp::new([6, 10, 8, 3], &device);
+    let dst = DstConfig::new(Method::Rigl)
+        .with_frequency(3)
+        .with_end_step(100);
+    let (model, mut trainer) =
+        SparseTrainer::init(model, &SparsityConfig::uniform(0.7), dst).unwrap();
+    assert_eq!(
+        trainer.next_gradient_mode(),
+        GradientMode::Dense,
+        "step 0 is an update step"
+    );
+    let mut optim = sgd();
+    let before = read_weights(&model, ["fc2.weight"].into_iter());
+    let grads = model.grads(0, 8, &device);
+    let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+    assert!(!out.trained);
+    assert!(out.update.is_some());
+    assert_eq!(
+        trainer.step_count(),
+        0,
+        "the update iteration does not advance the step"
+    );
+    let after = read_weights(&out.model, ["fc2.weight"].into_iter());
+    // Only new connections changed (to zero); nothing was trained.
+    let new = &out.update.as_ref().unwrap().layers[1];
+    let changed = before["fc2.weight"]
+        .iter()
+        .zip(&after["fc2.weight"])
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(changed <= new.reset);
+    assert_eq!(trainer.next_gradient_mode(), GradientMode::Masked);
+    // The same step number is seen again and trains.
+    let grads = out.model.grads(1, 8, &device);
+    let out = trainer.step(out.model, &mut optim, 0.05, grads).unwrap();
+    assert!(out.trained && out.update.is_none());
+    assert_eq!(trainer.step_count(), 1);
+    // Training on update steps is the documented alternative.
+    let (model, mut trainer) = SparseTrainer::init(
+        Mlp::new([6, 10, 8, 3], &device),
+        &SparsityConfig::uniform(0.7),
+        DstConfig::new(Method::Rigl)
+            .with_frequency(3)
+            .with_train_on_update_steps(true),
+    )
+    .unwrap();
+    let grads = model.grads(0, 8, &device);
+    let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+    assert!(out.trained && out.update.is_some());
+    assert_eq!(trainer.step_count(), 1);
+}
+
+#[test]
+fn masks_change_only_on_update_steps_and_not_after_end() {
+    let device = device();
+    // (method, begin, the steps the updates see, the calls (batches) they follow).
+    // SET and SNFS see the step after the optimizer's increment (t + 1); RigL sees t and
+    // its update iterations do not advance the counter.
+    for (method, begin, seen, calls) in [
+        (Method::Set, 0, vec![1, 5, 9], vec![0, 4, 8]),
+        (Method::Snfs, 0, vec![1, 5, 9], vec![0, 4, 8]),
+        (Method::Rigl, 0, vec![0, 4, 8, 12], vec![0, 5, 10, 15]),
+        (Method::Set, 6, vec![6, 10], vec![5, 9]),
+        (Method::StaticRezero, 6, vec![6, 10], vec![5, 9]),
+        (Method::Rigl, 6, vec![6, 10], vec![6, 11]),
+    ] {
+        let dst = DstConfig::new(method)
+            .with_begin_step(begin)
+            .with_frequency(4)
+            .with_end_step(12)
+            .with_drop_fraction(0.5)
+            .with_drop_anneal(DropAnneal::Constant);
+        let (model, mut trainer) = SparseTrainer::init(
+            Mlp::new([6, 12, 10, 3], &device),
+            &SparsityConfig::uniform(0.6),
+            dst,
+        )
+        .unwrap();
+        let mut optim = sgd();
+        let mut prev = masks(&model);
+        let (mut update_steps, mut update_calls, mut call) = (vec![], vec![], 0);
+        run(model, &mut trainer, &mut optim, 30, |m, out, _| {
+            let now = masks(m);
+            match &out.update {
+                Some(u) => {
+                    update_steps.push(u.step);
+                    update_calls.push(call);
+                }
+                None => assert_eq!(now, prev, "{method}: mask changed outside an update"),
+            }
+            prev = now;
+            call += 1;
+        });
+        assert_eq!(update_steps, seen, "{method} from {begin}: steps seen");
+        assert_eq!(update_calls, calls, "{method} from {begin}: batches");
+    }
+}
+
+#[test]
+fn drop_fraction_zero_changes_nothing() {
+    let device = device();
+    for method in [
+        Method::Set,
+        Method::Rigl,
+        Method::Snfs,
+        Method::StaticRezero,
+    ] {
+        let dst = DstConfig::new(method)
+            .with_frequency(2)
+            .with_drop_fraction(0.0);
+        let (model, mut trainer) = SparseTrainer::init(
+            Mlp::new([5, 9, 7, 3], &device),
+            &SparsityConfig::uniform(0.5),
+            dst,
+        )
+        .unwrap();
+        let start = masks(&model);
+        let mut optim = sgd();
+        let model = run(model, &mut trainer, &mut optim, 8, |_, out, _| {
+            if let Some(u) = &out.update {
+                assert!(u.layers.iter().all(|l| l.reset == 0 && l.dropped == 0));
+            }
+        });
+        assert_eq!(masks(&model), start, "{method}");
+    }
+}
+
+#[test]
+fn set_growth_is_reproducible_for_a_seed() {
+    let device = device();
+    let base = Mlp::new([6, 12, 10, 3], &device);
+    let go = |seed: u64| {
+        let model = base.clone();
+        let sparsity = SparsityConfig::uniform(0.6).with_seed(seed);
+        let dst = DstConfig::new(Method::Set).with_frequency(2);
+        let (model, mut trainer) = SparseTrainer::init(model, &sparsity, dst).unwrap();
+        let mut optim = sgd();
+        masks(&run(model, &mut trainer, &mut optim, 7, |_, _, _| {}))
+    };
+    let a = go(3);
+    assert_eq!(a, go(3));
+    assert_ne!(a, go(4));
+}
+
+#[test]
+fn snfs_average_follows_the_ema() {
+    let device = device();
+    let dst = DstConfig::new(Method::Snfs).with_frequency(1000);
+    let (mut model, mut trainer) = SparseTrainer::init(
+        Mlp::new([4, 6, 5, 3], &device),
+        &SparsityConfig::uniform(0.5),
+        dst,
+    )
+    .unwrap();
+    assert_eq!(trainer.next_gradient_mode(), GradientMode::Dense);
+    let mut optim = sgd();
+    let mut expect: Option<Vec<f32>> = None;
+    for i in 0..3 {
+        let grads = model.grads(i, 8, &device);
+        let g = floats_to_host(grads.get::<2>(model.fc2.weight.id).unwrap());
+        expect = Some(match expect {
+            None => g.iter().map(|g| 0.1 * g).collect(),
+            Some(e) => e.iter().zip(&g).map(|(e, g)| 0.9 * e + 0.1 * g).collect(),
+        });
+        model = trainer.step(model, &mut optim, 0.05, grads).unwrap().model;
+    }
+    let avg = floats_to_host(trainer.averages()["fc2.weight"].clone());
+    for (a, e) in avg.iter().zip(expect.unwrap()) {
+        assert!((a - e).abs() <= 1e-6 * (1.0 + e.abs()), "{a} vs {e}");
+    }
+}
+
+/// SNFS with begin step 2: the update follows batch 1 (it sees step 2), drops the smallest
+/// |w| of the weights after that batch's optimizer step and grows at the largest |EMA of the
+/// dense gradient| outside the kept connections.
+#[test]
+fn snfs_grows_from_the_gradient_average_after_the_optimizer_step() {
+    let device = device();
+    let dst = DstConfig::new(Method::Snfs)
+        .with_begin_step(2)
+        .with_frequency(100)
+        .with_drop_fraction(0.5)
+        .with_drop_anneal(DropAnneal::Constant);
+    let (mut model, mut trainer) = SparseTrainer::init(
+        Mlp::new([4, 6, 5, 3], &device),
+        &SparsityConfig::uniform(0.5),
+        dst,
+    )
+    .unwrap();
+    let mut optim = sgd();
+    for i in 0..2 {
+        let old = bools_to_host(model.mask("fc2.weight").unwrap());
+        let grads = model.grads(i, 8, &device);
+        let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+        model = out.model;
+        assert_eq!(out.update.is_some(), i == 1, "batch {i}");
+        if i == 0 {
+            continue;
+        }
+        assert_eq!(out.update.unwrap().step, 2);
+        let avg = floats_to_host(trainer.averages()["fc2.weight"].clone());
+        let w = floats_to_host(model.fc2.weight.base().reshape([-1]));
+        let active: Vec<usize> = (0..old.len()).filter(|&j| old[j]).collect();
+        let prune = crate::updater::drop_grow::n_prune(active.len(), 0.5);
+        let top = |mut idx: Vec<usize>, score: &dyn Fn(usize) -> f32, k: usize| {
+            idx.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));
+            idx.truncate(k);
+            idx
+        };
+        let kept = top(active.clone(), &|j| w[j].abs(), active.len() - prune);
+        let others: Vec<usize> = (0..old.len()).filter(|j| !kept.contains(j)).collect();
+        let grown = top(others, &|j| avg[j].abs(), prune);
+        let mut expect = vec![false; old.len()];
+        for j in kept.into_iter().chain(grown) {
+            expect[j] = true;
+        }
+        assert_eq!(bools_to_host(model.mask("fc2.weight").unwrap()), expect);
+    }
+}
+
+#[test]
+fn snip_keeps_top_connection_sensitivity_once() {
+    let device = device();
+    let sparsity = SparsityConfig::uniform(0.75);
+    let (model, mut trainer) = SparseTrainer::init(
+        Mlp::new([6, 8, 8, 3], &device),
+        &sparsity,
+        DstConfig::new(Method::Snip),
+    )
+    .unwrap();
+    assert_eq!(nnz(&model), [48, 64, 24], "masks start all ones");
+    let grads = model.grads(0, 8, &device);
+    let g = floats_to_host(grads.get::<2>(model.fc2.weight.id).unwrap());
+    let w = floats_to_host(model.fc2.weight.base());
+    let mut optim = sgd();
+    let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+    assert!(!out.trained);
+    assert_eq!(nnz(&out.model), [12, 16, 6]);
+    let mask = bools_to_host(out.model.mask("fc2.weight").unwrap());
+    let score: Vec<f32> = g.iter().zip(&w).map(|(g, w)| (g * w).abs()).collect();
+    let kept_min = score
+        .iter()
+        .zip(&mask)
+        .filter(|(_, m)| **m)
+        .map(|(s, _)| *s)
+        .fold(f32::INFINITY, f32::min);
+    let dropped_max = score
+        .iter()
+        .zip(&mask)
+        .filter(|(_, m)| !**m)
+        .map(|(s, _)| *s)
+        .fold(0.0, f32::max);
+    assert!(kept_min >= dropped_max);
+    // Afterwards the mask is fixed.
+    let start = masks(&out.model);
+    let model = run(out.model, &mut trainer, &mut optim, 5, |_, out, _| {
+        assert!(out.update.is_none())
+    });
+    assert_eq!(masks(&model), start);
+}
+
+#[test]
+fn gradual_pruning_hits_its_schedule() {
+    let device = device();
+    let sparsity = SparsityConfig::uniform(0.9);
+    let dst = DstConfig::new(Method::Prune)
+        .with_begin_step(2)
+        .with_end_step(10)
+        .with_frequency(2);
+    let (model, mut trainer) =
+        SparseTrainer::init(Mlp::new([10, 20, 10, 4], &device), &sparsity, dst).unwrap();
+    let plan = trainer.plan().unwrap().clone();
+    let mut optim = sgd();
+    let (mut seen, mut calls, mut call) = (vec![], vec![], 0);
+    let model = run(model, &mut trainer, &mut optim, 14, |m, out, tr| {
+        if let Some(u) = &out.update {
+            let ctx = UpdateContext {
+                step: u.step,
+                begin_step: 2,
+                end_step: 10,
+                ..UpdateContext::default()
+            };
+            seen.push(u.step);
+            calls.push(call);
+            for ((l, p), th) in nnz(m).iter().zip(&plan.layers).zip(&u.layers) {
+                let k = crate::updater::gradual_pruning::GradualPruning::kept_at(
+                    p.numel(),
+                    p.sparsity,
+                    &ctx,
+                );
+                assert_eq!(*l, k, "step {}: {}", u.step, p.path);
+                assert!(tr.state().thresholds[&th.path] > 0.0);
+            }
+        }
+        call += 1;
+    });
+    // model_pruning: last_update starts at 0 and the update sees the step after the
+    // optimizer's increment, so the first pruning is at step 2, after batch 1.
+    assert_eq!(seen, [2, 4, 6, 8, 10]);
+    assert_eq!(calls, [1, 3, 5, 7, 9]);
+    // round(f32(N) * (1 - 0.9)) is the plan's N - floor(0.9 N) for these layers.
+    assert_eq!(
+        nnz(&model),
+        plan.layers.iter().map(|l| l.n_active).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn grow_init_names_parse_as_the_reference() {
+    for (name, expect) in [
+        ("zeros", GrowInit::Zeros),
+        ("random_normal", GrowInit::RandomNormal(1.0)),
+        ("random_normal_2", GrowInit::RandomNormal(2.0)),
+        ("random_normal_.5", GrowInit::RandomNormal(0.5)),
+        ("random_uniform_10", GrowInit::RandomUniform(10.0)),
+        ("initial_dist_4", GrowInit::InitialDist(4.0)),
+        ("grad_scale", GrowInit::GradScale(1.0)),
+        ("grad_sign_3", GrowInit::GradSign(3.0)),
+    ] {
+        assert_eq!(name.parse::<GrowInit>().unwrap(), expect, "{name}");
+        assert_eq!(expect.to_string().parse::<GrowInit>().unwrap(), expect);
+    }
+    // The reference rejects these too (`initial_value` is in its flag help, not its code).
+    for bad in [
+        "initial_value",
+        "ones",
+        "random_normal_",
+        "random_normalx",
+        "grad",
+    ] {
+        let e = bad.parse::<GrowInit>().unwrap_err();
+        assert!(e.contains("unknown grow init"), "{bad}: {e}");
+    }
+    let rigl = DstConfig::new(Method::Rigl).with_end_step(100);
+    let set = DstConfig::new(Method::Set).with_end_step(100);
+    for (bad, needle) in [
+        (
+            set.clone().with_grow_init(GrowInit::GradSign(1.0)),
+            "RigL's dense gradient",
+        ),
+        (
+            rigl.clone().with_grow_init(GrowInit::RandomNormal(0.0)),
+            "divisor",
+        ),
+        (set.clone().with_rigl_acc_scale(0.5), "rigl_acc_scale"),
+        (rigl.clone().with_threshold_decay(1.0), "threshold decay"),
+        (rigl.clone().with_weight_decay(-1.0), "weight decay"),
+        (
+            rigl.clone()
+                .with_end_step(-1)
+                .with_drop_anneal(DropAnneal::ExponentialK(1.0)),
+            "needs an end step",
+        ),
+    ] {
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+    }
+}
+
+/// One layer after a RigL update: its new connections, weights, initial weights and dense
+/// gradient.
+type Grown = (Vec<bool>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+/// One RigL update at step 0 (it trains nothing, so the stored weights are the initial
+/// ones) with `grow`, layer by layer.
+fn rigl_growth(grow: GrowInit) -> Vec<Grown> {
+    let device = device();
+    let dst = DstConfig::new(Method::Rigl)
+        .with_end_step(100)
+        .with_drop_fraction(0.5)
+        .with_drop_anneal(DropAnneal::Constant)
+        .with_grow_init(grow);
+    let (model, mut trainer) = SparseTrainer::init(
+        Mlp::new([6, 12, 10, 3], &device),
+        &SparsityConfig::uniform(0.6),
+        dst,
+    )
+    .unwrap();
+    let before = masks(&model);
+    let layers = model.sparse_layers();
+    let initial = read_weights(&model, layers.iter().map(|l| l.path.as_str()));
+    let grads = model.grads(0, 8, &device);
+    let dense: Vec<Vec<f32>> = [&model.fc1, &model.fc2, &model.fc3]
+        .iter()
+        .map(|l| floats_to_host(grads.get::<2>(l.weight.id).unwrap().reshape([-1])))
+        .collect();
+    let out = trainer.step(model, &mut sgd(), 0.05, grads).unwrap();
+    assert!(out.update.is_some() && !out.trained);
+    let after = read_weights(&out.model, layers.iter().map(|l| l.path.as_str()));
+    masks(&out.model)
+        .into_iter()
+        .zip(before)
+        .zip(layers.iter().zip(dense))
+        .map(|((now, old), (l, g))| {
+            let new: Vec<bool> = now.iter().zip(&old).map(|(n, o)| *n && !*o).collect();
+            (new, after[&l.path].clone(), initial[&l.path].clone(), g)
+        })
+        .collect()
+}
+
+#[test]
+fn grow_init_values_at_new_connections() {
+    let total_new = |layers: &[Grown]| {
+        layers
+            .iter()
+            .map(|l| l.0.iter().filter(|&&b| b).count())
+            .sum::<usize>()
+    };
+    // grad_scale_2 and grad_sign_4: the dense gradient / 2, its sign / 4; elsewhere the
+    // weights are untouched.
+    let layers = rigl_growth(GrowInit::GradScale(2.0));
+    assert!(total_new(&layers) > 0);
+    for (new, w, w0, g) in &layers {
+        for i in 0..new.len() {
+            let expect = if new[i] { g[i] / 2.0 } else { w0[i] };
+            assert_eq!(w[i], expect, "grad_scale at {i}");
+        }
+    }
+    for (new, w, _, g) in &rigl_growth(GrowInit::GradSign(4.0)) {
+        for i in (0..new.len()).filter(|&i| new[i]) {
+            let sign = if g[i] == 0.0 { 0.0 } else { g[i].signum() };
+            assert_eq!(w[i], sign * 0.25, "grad_sign at {i}");
+        }
+    }
+    // random_normal_2: N(0, 1) samples of the layer's stream times std(W) / 2, with the
+    // population deviation of all its stored weights.
+    for ((new, w, w0, _), path) in rigl_growth(GrowInit::RandomNormal(2.0)).iter().zip([
+        "fc1.weight",
+        "fc2.weight",
+        "fc3.weight",
+    ]) {
+        let n = w0.len() as f64;
+        let mean = w0.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let std = (w0.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let z = normal_samples(0, path, 0, w0.len(), 1.0);
+        for i in (0..new.len()).filter(|&i| new[i]) {
+            let expect = z[i] as f64 * std / 2.0;
+            assert!(
+                (w[i] as f64 - expect).abs() <= 1e-5 * (1.0 + expect.abs()),
+                "{path} {i}"
+            );
+        }
+    }
+    // random_uniform: U(-mean|W|, mean|W|).
+    for (new, w, w0, _) in &rigl_growth(GrowInit::RandomUniform(1.0)) {
+        let m = w0.iter().map(|v| v.abs()).sum::<f32>() / w0.len() as f32;
+        for i in (0..new.len()).filter(|&i| new[i]) {
+            assert!(
+                w[i].abs() <= m * (1.0 + 1e-5) && w[i] != 0.0,
+                "{} vs {m}",
+                w[i]
+            );
+        }
+    }
+    // initial_dist_2: distinct entries of a permutation of the initial weights, halved.
+    for (new, w, w0, _) in &rigl_growth(GrowInit::InitialDist(2.0)) {
+        let mut pool: Vec<u32> = w0.iter().map(|v| (v / 2.0).to_bits()).collect();
+        for i in (0..new.len()).filter(|&i| new[i]) {
+            let at = pool.iter().position(|&b| b == w[i].to_bits());
+            assert!(at.is_some(), "{} is not an initial weight / 2", w[i]);
+            pool.swap_remove(at.unwrap());
+        }
+    }
+    // zeros.
+    for (new, w, _, _) in &rigl_growth(GrowInit::Zeros) {
+        assert!((0..new.len()).all(|i| !new[i] || w[i] == 0.0));
+    }
+}
+
+#[test]
+fn initial_weights_are_kept_and_checkpointed_for_initial_dist() {
+    let device = device();
+    let dst = DstConfig::new(Method::Set).with_grow_init(GrowInit::InitialDist(1.0));
+    let model = Mlp::new([6, 12, 10, 3], &device);
+    let (model, trainer) = SparseTrainer::init(model, &SparsityConfig::uniform(0.6), dst).unwrap();
+    let initial = floats_to_host(trainer.initial_weights()["fc2.weight"].clone());
+    assert_eq!(
+        initial,
+        floats_to_host(model.fc2.weight.base().reshape([-1]))
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ckpt");
+    let optim = sgd();
+    crate::save_checkpoint(&path, &model, &optim, &trainer, &HashMap::new()).unwrap();
+    let fresh = Mlp::new([6, 12, 10, 3], &device);
+    let r = crate::load_checkpoint(&path, fresh, sgd(), &device).unwrap();
+    assert_eq!(
+        floats_to_host(r.trainer.initial_weights()["fc2.weight"].clone()),
+        initial
+    );
+    // Without initial_dist nothing is kept.
+    let (_, plain) = SparseTrainer::init(
+        Mlp::new([6, 12, 10, 3], &device),
+        &SparsityConfig::uniform(0.6),
+        DstConfig::new(Method::Set),
+    )
+    .unwrap();
+    assert!(plain.initial_weights().is_empty());
+}
+
+#[test]
+fn rigl_acc_scale_starts_new_slots_at_a_multiple_of_the_gradient() {
+    let device = device();
+    let dst = DstConfig::new(Method::Rigl)
+        .with_begin_step(3)
+        .with_frequency(100)
+        .with_end_step(100)
+        .with_drop_fraction(0.5)
+        .with_drop_anneal(DropAnneal::Constant)
+        .with_rigl_acc_scale(0.5);
+    let (mut model, mut trainer) = SparseTrainer::init(
+        Mlp::new([6, 12, 10, 3], &device),
+        &SparsityConfig::uniform(0.6),
+        dst,
+    )
+    .unwrap();
+    let mut optim = crate::optim::SparseSgdConfig::new()
+        .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
+        .init();
+    let mut checked = 0;
+    for i in 0..5 {
+        let grads = model.grads(i, 8, &device);
+        let update = trainer.is_update_step();
+        let g = floats_to_host(grads.get::<2>(model.fc2.weight.id).unwrap().reshape([-1]));
+        let v_before = optim.velocity(model.fc2.weight.id).map(floats_to_host);
+        let m_before = bools_to_host(model.mask("fc2.weight").unwrap());
+        let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+        model = out.model;
+        if !update {
+            continue;
+        }
+        let v = floats_to_host(optim.velocity(model.fc2.weight.id).unwrap());
+        let v_before = v_before.unwrap();
+        let m = bools_to_host(model.mask("fc2.weight").unwrap());
+        for j in 0..m.len() {
+            if m[j] && !m_before[j] {
+                assert_eq!(v[j], g[j] * 0.5, "new connection {j}");
+                checked += 1;
+            } else {
+                assert_eq!(v[j].to_bits(), v_before[j].to_bits(), "elsewhere {j}");
+            }
+        }
+    }
+    assert!(checked > 0, "the test needs new connections");
+}
+
+#[test]
+fn snip_score_includes_the_l2_gradient() {
+    let device = device();
+    let sparsity = SparsityConfig::uniform(0.75);
+    let base = Mlp::new([6, 8, 8, 3], &device);
+    let lambda = 2.0f32;
+    let (model, mut trainer) = SparseTrainer::init(
+        base,
+        &sparsity,
+        DstConfig::new(Method::Snip).with_weight_decay(lambda as f64),
+    )
+    .unwrap();
+    let grads = model.grads(0, 8, &device);
+    let g = floats_to_host(grads.get::<2>(model.fc2.weight.id).unwrap().reshape([-1]));
+    let w = floats_to_host(model.fc2.weight.base().reshape([-1]));
+    let out = trainer.step(model, &mut sgd(), 0.05, grads).unwrap();
+    let mask = bools_to_host(out.model.mask("fc2.weight").unwrap());
+    // The kept connections are the 16 of largest |(g + lambda w) w| (ties to lower index).
+    let score: Vec<f32> = g
+        .iter()
+        .zip(&w)
+        .map(|(g, w)| ((g + w * lambda) * w).abs())
+        .collect();
+    let mut order: Vec<usize> = (0..score.len()).collect();
+    order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
+    let mut expect = vec![false; score.len()];
+    for &i in &order[..16] {
+        expect[i] = true;
+    }
+    assert_eq!(mask, expect);
+    // Without the L2 term the choice differs for this lambda.
+    let plain: Vec<f32> = g.iter().zip(&w).map(|(g, w)| (g * w).abs()).collect();
+    let mut order: Vec<usize> = (0..plain.len()).collect();
+    order.sort_by(|&a, &b| plain[b].total_cmp(&plain[a]).then(a.cmp(&b)));
+    let mut without = vec![false; plain.len()];
+    for &i in &order[..16] {
+        without[i] = true;
+    }
+    assert_ne!(
+        mask, without,
+        "lambda must change the choice for the test to bite"
+    );
+}
+
+fn check_new_connections_reset(optim_for: fn() -> ModuleOptimizer, name: &str) {
+    let device = device();
+    let dst = DstConfig::new(Method::Rigl)
+        .with_frequency(3)
+        .with_drop_fraction(0.5)
+        .with_drop_anneal(DropAnneal::Constant);
+    let (mut model, mut trainer) = SparseTrainer::init(
+        Mlp::new([6, 12, 10, 3], &device),
+        &SparsityConfig::uniform(0.6),
+        dst,
+    )
+    .unwrap();
+    let mut optim = optim_for();
+    let mut checked = 0;
+    let mut total_new = 0;
+    for i in 0..10 {
+        let grads = model.grads(i, 8, &device);
+        let update_now = trainer.is_update_step();
+        let state_before = optim_state(&optim);
+        let masks_before = masks(&model);
+        let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+        model = out.model;
+        if !update_now || state_before.is_empty() {
+            continue;
+        }
+        let state_after = optim_state(&optim);
+        let layers = model.sparse_layers();
+        let weights = read_weights(&model, layers.iter().map(|l| l.path.as_str()));
+        for (li, l) in layers.iter().enumerate() {
+            let new_mask = bools_to_host(l.mask.clone().unwrap());
+            let new: Vec<bool> = new_mask
+                .iter()
+                .zip(&masks_before[li])
+                .map(|(n, o)| *n && !*o)
+                .collect();
+            // A layer may regrow every dropped connection in place; the test needs new
+            // connections somewhere (checked below), not in every layer.
+            total_new += new.iter().filter(|&&b| b).count();
+            let w = &weights[&l.path];
+            assert!(
+                w.iter().zip(&new).all(|(w, n)| !*n || *w == 0.0),
+                "{name}: new weights start at 0"
+            );
+            for ((id, slot), after) in &state_after {
+                if *id != l.id.val() || after.len() != new.len() {
+                    continue;
+                }
+                let before = &state_before[&(*id, slot.clone())];
+                for i in 0..new.len() {
+                    if new[i] {
+                        assert_eq!(after[i], 0.0, "{name}: slot {slot} at a new connection");
+                    } else {
+                        assert_eq!(
+                            after[i].to_bits(),
+                            before[i].to_bits(),
+                            "{name}: slot {slot} elsewhere"
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "{name}: no optimizer slot was checked");
+    assert!(total_new > 0, "{name}: the test needs new connections");
+}
+
+#[test]
+fn new_connections_zero_weight_and_optimizer_state_sgd_momentum() {
+    check_new_connections_reset(sgd, "sgd nesterov");
+    check_new_connections_reset(
+        || {
+            SgdConfig::new()
+                .with_momentum(Some(MomentumConfig::new()))
+                .init()
+        },
+        "sgd momentum",
+    );
+}
+
+#[test]
+fn new_connections_zero_weight_and_optimizer_state_adam() {
+    check_new_connections_reset(|| AdamConfig::new().init(), "adam");
+    check_new_connections_reset(|| AdamWConfig::new().init(), "adamw");
+}
+
+/// A `SlotOptimizer` resets its slots on the device; Burn's optimizer through its record.
+/// Both runs must be the same bit for bit through every update, and every slot is zero at
+/// every new connection.
+fn check_slot_optimizer<R: crate::optim::SlotRule>(
+    burn_optim: fn() -> ModuleOptimizer,
+    ours: fn() -> crate::optim::SlotOptimizer<R>,
+) {
+    let device = device();
+    for method in [
+        Method::Rigl,
+        Method::Set,
+        Method::Snfs,
+        Method::StaticRezero,
+    ] {
+        let name = format!("{} {method}", R::NAME);
+        let dst = DstConfig::new(method)
+            .with_frequency(3)
+            .with_drop_fraction(0.5)
+            .with_drop_anneal(DropAnneal::Constant);
+        let sparsity = SparsityConfig::uniform(0.6);
+        let net = Mlp::new([6, 12, 10, 3], &device);
+        let (mut a, mut ta) = SparseTrainer::init(net.clone(), &sparsity, dst.clone()).unwrap();
+        let (mut b, mut tb) = SparseTrainer::init(net, &sparsity, dst).unwrap();
+        let (mut burn, mut ours) = (burn_optim(), ours());
+        let mut new_seen = 0;
+        for i in 0..12 {
+            let ga = a.grads(i, 8, &device);
+            a = ta.step(a, &mut burn, 0.05, ga).unwrap().model;
+            let before = masks(&b);
+            let gb = b.grads(i, 8, &device);
+            let out = tb.step(b, &mut ours, 0.05, gb).unwrap();
+            b = out.model;
+            assert_eq!(masks(&a), masks(&b), "{name}: masks at call {i}");
+            let paths: Vec<String> = b.sparse_layers().into_iter().map(|l| l.path).collect();
+            let wa = read_weights(&a, paths.iter().map(String::as_str));
+            let wb = read_weights(&b, paths.iter().map(String::as_str));
+            for p in &paths {
+                let bits = |w: &Vec<f32>| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&wa[p]), bits(&wb[p]), "{name}: {p} at call {i}");
+            }
+            if method == Method::StaticRezero || out.update.is_none() {
+                continue;
+            }
+            for (l, old) in b.sparse_layers().into_iter().zip(before) {
+                let Some(state) = ours.state(l.id) else {
+                    continue;
+                };
+                let m = bools_to_host(l.mask.unwrap());
+                for slot in &state.slots {
+                    let v = floats_to_host(slot.clone());
+                    for ((v, m), o) in v.iter().zip(&m).zip(&old) {
+                        if *m && !*o {
+                            assert_eq!(*v, 0.0, "{name}: a slot at a new connection");
+                            new_seen += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if method != Method::StaticRezero {
+            assert!(new_seen > 0, "{name}: the test needs new connections");
+        }
+    }
+}
+
+#[test]
+fn slot_optimizers_run_exactly_like_burn_optimizers() {
+    use crate::optim::{SparseAdamConfig, SparseAdamWConfig, SparseSgdConfig};
+    fn momentum() -> MomentumConfig {
+        MomentumConfig::new()
+            .with_nesterov(true)
+            .with_dampening(0.0)
+    }
+    check_slot_optimizer(
+        || SgdConfig::new().with_momentum(Some(momentum())).init(),
+        || {
+            SparseSgdConfig::new()
+                .with_momentum(Some(momentum()))
+                .init()
+        },
+    );
+    check_slot_optimizer(
+        || AdamConfig::new().with_amsgrad(true).init(),
+        || SparseAdamConfig::new().with_amsgrad(true).init(),
+    );
+    check_slot_optimizer(
+        || AdamWConfig::new().with_weight_decay(1e-2).init(),
+        || SparseAdamWConfig::new().with_weight_decay(1e-2).init(),
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn nnz_is_conserved_through_every_update(
+        dims in (2usize..9, 2usize..12, 2usize..10, 2usize..5),
+        sparsity in 0.0f64..0.95,
+        drop in 0.0f64..1.0,
+        method in prop::sample::select(vec![Method::Set, Method::Snfs, Method::Rigl, Method::StaticRezero, Method::Scratch]),
+        erk in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        let device = device();
+        let model = Mlp::new([dims.0, dims.1, dims.2, dims.3], &device);
+        let sparsity = if erk { SparsityConfig::erk(sparsity) } else { SparsityConfig::uniform(sparsity) }.with_seed(seed);
+        let dst = DstConfig::new(method).with_frequency(2).with_drop_fraction(drop).with_drop_anneal(DropAnneal::Constant);
+        let (model, mut trainer) = SparseTrainer::init(model, &sparsity, dst).unwrap();
+        let target: Vec<usize> = trainer.plan().unwrap().layers.iter().map(|l| l.n_active).collect();
+        prop_assert_eq!(nnz(&model), target.clone());
+        let mut optim = sgd();
+        let mut ok = true;
+        run(model, &mut trainer, &mut optim, 7, |m, _, _| ok &= nnz(m) == target);
+        prop_assert!(ok);
+    }
+}
