@@ -241,7 +241,7 @@ fn resnet50_reset_with<O: SparseOptimizer + Clone>(bencher: Bencher, optim: O) {
 #[divan::bench(sample_count = 10)]
 fn resnet50_rigl_mask_decision(bencher: Bencher) {
     let (input, ctx) = resnet50_rigl(&Device::default());
-    let rigl = Method::Rigl.updater().unwrap();
+    let mut rigl = Method::Rigl.updater(&DstConfig::new(Method::Rigl)).unwrap();
     bencher.bench_local(|| {
         let d = rigl.update(&ctx, &input).unwrap();
         // Wait for the result (the CPU backend may run lazily).

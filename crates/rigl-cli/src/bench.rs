@@ -214,7 +214,9 @@ fn time_selection(
 /// RigL's decision on the ResNet-50 layers ([`rigl_core::updater::catalogue::resnet50_rigl`]).
 fn time_rigl_decision(device: &Device, repeats: usize) -> Result<BenchRow, CliError> {
     let (input, ctx) = resnet50_rigl(device);
-    let rigl = Method::Rigl.updater().expect("RigL has an updater");
+    let mut rigl = Method::Rigl
+        .updater(&rigl_core::DstConfig::new(Method::Rigl))
+        .expect("RigL has an updater");
     let selected = input.layers.iter().map(|l| l.n_active).sum();
     let times = time_runs(repeats, || {
         let decision = rigl.update(&ctx, &input)?;

@@ -1,11 +1,12 @@
 //! Resumable sparse training: model (weights and masks), optimizer state, schedule counters and
-//! SNFS averages in one burnpack file, written atomically.
+//! the method's own state in one burnpack file, written atomically.
 //!
 //! The counter-based generator has no state to save: its position is the step counter.
 //! Resuming after N steps gives bit-identical masks and weights on the CPU backend to an
 //! uninterrupted run.
 //!
-//! Layout: tensors `model/<param path>`, `optim/<state name>`, `avg/<param path>` (SNFS) and
+//! Layout: tensors `model/<param path>`, `optim/<state name>`, `method/<name>` (the method's
+//! state: SNFS's averages, gradual pruning's thresholds; `avg/` in older files) and
 //! `init/<param path>` (initial weights for `initial_dist` growth); metadata
 //! `rigl.trainer` (the trainer's configuration, plan and counters as JSON) and `optim/<key>`;
 //! scalars `optim/<key>`.
@@ -83,23 +84,23 @@ pub fn save_checkpoint<M: Module, O: SparseOptimizer>(
     for t in optim_reader.into_tensors().map_err(|e| err(&e))? {
         tensors.push(renamed(t, "optim/").map_err(|e| err(&e))?);
     }
-    let flat = [
-        ("avg/", trainer.averages()),
-        ("init/", trainer.initial_weights()),
-    ];
-    for (prefix, map) in flat {
-        for (p, t) in map {
-            let values = floats_to_host(t.clone());
-            let n = values.len();
-            let (bytes, shape, dtype) = TensorData::new(values, [n]).into_parts();
-            tensors.push(burn_pack::Tensor::new(
-                format!("{prefix}{p}"),
-                dtype,
-                shape,
-                None,
-                bytes,
-            ));
-        }
+    let mut flat: Vec<(String, Tensor<1>)> = trainer
+        .method_state()
+        .into_iter()
+        .map(|(p, t)| (format!("method/{p}"), t))
+        .collect();
+    let mut initial: Vec<_> = trainer.initial_weights().iter().collect();
+    initial.sort_by(|a, b| a.0.cmp(b.0));
+    flat.extend(
+        initial
+            .into_iter()
+            .map(|(p, t)| (format!("init/{p}"), t.clone())),
+    );
+    for (name, t) in flat {
+        let values = floats_to_host(t);
+        let n = values.len();
+        let (bytes, shape, dtype) = TensorData::new(values, [n]).into_parts();
+        tensors.push(burn_pack::Tensor::new(name, dtype, shape, None, bytes));
     }
     let meta = TrainerMeta {
         trainer: trainer.snapshot(),
@@ -163,7 +164,7 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
     let metadata = reader.metadata().clone();
     let mut model_tensors = Vec::new();
     let mut optim_tensors = Vec::new();
-    let mut averages = HashMap::new();
+    let mut method_state = Vec::new();
     let mut initial_weights = HashMap::new();
     for t in reader.into_tensors().map_err(|e| err(&e))? {
         if let Some(rest) = t.name.strip_prefix("model/") {
@@ -172,20 +173,23 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
         } else if let Some(rest) = t.name.strip_prefix("optim/") {
             let rest = rest.to_string();
             optim_tensors.push(with_name(t, rest).map_err(|e| err(&e))?);
-        } else if let Some((map, rest)) = t
+        } else if let Some((is_method, rest)) = t
             .name
-            .strip_prefix("avg/")
-            .map(|r| (&mut averages, r))
-            .or_else(|| {
-                t.name
-                    .strip_prefix("init/")
-                    .map(|r| (&mut initial_weights, r))
-            })
+            .strip_prefix("method/")
+            // Checkpoints before methods owned their state kept SNFS's averages under `avg/`.
+            .or_else(|| t.name.strip_prefix("avg/"))
+            .map(|r| (true, r))
+            .or_else(|| t.name.strip_prefix("init/").map(|r| (false, r)))
         {
             let rest = rest.to_string();
             let (_, dtype, shape, _, bytes) = t.into_parts().map_err(|e| err(&e))?;
             let data = TensorData::from_bytes(bytes, shape, dtype);
-            map.insert(rest, Tensor::<1>::from_data(data, device));
+            let tensor = Tensor::<1>::from_data(data, device);
+            if is_method {
+                method_state.push((rest, tensor));
+            } else {
+                initial_weights.insert(rest, tensor);
+            }
         }
     }
     let model_bytes = burn_pack::Writer::new(model_tensors)
@@ -207,7 +211,8 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
     let optim = optim
         .with_state_bytes(writer.into_bytes().map_err(|e| err(&e))?)
         .map_err(|e| err(&e))?;
-    let trainer = SparseTrainer::from_snapshot(meta.trainer, averages, initial_weights);
+    let trainer = SparseTrainer::from_snapshot(meta.trainer, method_state, initial_weights)
+        .map_err(|e| err(&e))?;
     let model = trainer.next_mode_for(model);
     Ok(Resumed {
         model,

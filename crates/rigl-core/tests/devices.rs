@@ -67,16 +67,31 @@ fn every_method_decides_on_wgpu_as_on_the_cpu() {
             weights: w,
             mask: m,
             dense_grad: Some(g),
-            average: Some(a),
             target_active: m.iter().filter(|&&b| b).count() / 2,
+        })
+        .collect();
+    // SNFS's state: the moving averages, by layer.
+    let averages: Vec<(String, Tensor<1>)> = data
+        .iter()
+        .map(|(path, _, _, _, a)| {
+            let t = Tensor::<1>::from_data(TensorData::new(a.clone(), [a.len()]), &cpu);
+            (path.clone(), t)
         })
         .collect();
     let on_cpu = UpdateInput::from_host(&layers, &cpu);
     let on_gpu = UpdateInput::from_host(&layers, &gpu);
     for method in Method::ALL {
-        let Some(updater) = method.updater() else {
-            continue;
+        // A fresh updater for each decision: some keep state across updates.
+        let fresh = || {
+            let mut u = method.updater(&DstConfig::new(method))?;
+            if method == Method::Snfs {
+                u.load_state(averages.clone()).unwrap();
+            }
+            Some(u)
         };
+        if fresh().is_none() {
+            continue;
+        }
         for (drop_fraction, allow_regrow) in [(0.3, true), (0.5, false), (0.0, true)] {
             let ctx = UpdateContext {
                 step: 40,
@@ -88,8 +103,8 @@ fn every_method_decides_on_wgpu_as_on_the_cpu() {
                 threshold_decay: 0.0,
                 weight_decay: 0.0,
             };
-            let expect = updater.update(&ctx, &on_cpu).unwrap().to_host();
-            let got = updater.update(&ctx, &on_gpu).unwrap().to_host();
+            let expect = fresh().unwrap().update(&ctx, &on_cpu).unwrap().to_host();
+            let got = fresh().unwrap().update(&ctx, &on_gpu).unwrap().to_host();
             assert!(
                 got == expect,
                 "{method} (drop {drop_fraction}, regrow {allow_regrow}) differs on wgpu"

@@ -112,17 +112,19 @@ pub struct SparseTrainer {
     plan: Option<SparsityPlan>,
     updater: Option<Box<dyn MaskUpdater>>,
     state: TrainerState,
-    averages: HashMap<String, Tensor<1>>,
     initial_weights: HashMap<String, Tensor<1>>,
 }
 
 impl Clone for SparseTrainer {
     fn clone(&self) -> Self {
-        Self::from_snapshot(
-            self.snapshot(),
-            self.averages.clone(),
-            self.initial_weights.clone(),
-        )
+        Self {
+            config: self.config.clone(),
+            sparsity: self.sparsity.clone(),
+            plan: self.plan.clone(),
+            updater: self.updater.as_ref().map(|u| u.box_clone()),
+            state: self.state.clone(),
+            initial_weights: self.initial_weights.clone(),
+        }
     }
 }
 
@@ -165,7 +167,7 @@ impl SparseTrainer {
             }
         };
         let schedule = dst.schedule();
-        let updater = dst.method.updater();
+        let updater = dst.method.updater(&dst);
         let last_update = match &updater {
             Some(u) => u.initial_last_update(&schedule),
             None => schedule.initial_last_update(),
@@ -176,12 +178,10 @@ impl SparseTrainer {
                 step: 0,
                 last_update,
                 updates: 0,
-                thresholds: Default::default(),
             },
             config: dst,
             sparsity: sparsity.clone(),
             plan,
-            averages: HashMap::new(),
             initial_weights: HashMap::new(),
         };
         let mut trainer = trainer;
@@ -274,7 +274,7 @@ impl SparseTrainer {
         mut grads: GradientsParams,
     ) -> Result<StepOutcome<M>> {
         let lr = lr.into();
-        let Some(updater) = &self.updater else {
+        let Some(updater) = self.updater.as_mut() else {
             let model = optim.step(lr, model, grads);
             self.state.step += 1;
             return Ok(StepOutcome {
@@ -284,7 +284,11 @@ impl SparseTrainer {
             });
         };
         let t = self.state.step;
+        let (trains_first, seen) = (updater.trains_on_update_step(), updater.schedule_step(t));
         let is_update = self.is_update_step();
+        let Some(updater) = self.updater.as_mut() else {
+            unreachable!("checked above")
+        };
         let needs_dense = updater.needs_dense_gradient(is_update);
         let layers = model.sparse_layers();
         let mode = current_mode(&model).unwrap_or(GradientMode::Masked);
@@ -302,21 +306,13 @@ impl SparseTrainer {
             needs_dense,
         )?;
 
-        if self.config.method == Method::Snfs {
-            let decay = self.config.snfs_decay;
-            for l in &layers {
-                if let Some(g) = dense.get(&l.id) {
-                    let avg = match self.averages.remove(&l.path) {
-                        Some(a) => a.mul_scalar(decay) + g.clone().mul_scalar(1.0 - decay),
-                        None => g.clone().mul_scalar(1.0 - decay),
-                    };
-                    self.averages.insert(l.path.clone(), avg);
-                }
+        for l in &layers {
+            if let Some(g) = dense.get(&l.id) {
+                updater.observe(&l.path, g);
             }
         }
 
-        let train =
-            !is_update || updater.trains_on_update_step() || self.config.train_on_update_steps;
+        let train = !is_update || trains_first || self.config.train_on_update_steps;
         let mut model = if train {
             optim.step(lr, model, grads)
         } else {
@@ -324,13 +320,15 @@ impl SparseTrainer {
         };
         let mut update = None;
         if is_update {
-            // The step the update sees (t + 1 after the optimizer's increment, or t for RigL and
-            // SNIP): see `MaskUpdater::schedule_step`.
-            let seen = updater.schedule_step(t);
-            let (m, stats, thresholds) = self.update_masks(model, optim, &dense, seen)?;
+            // `seen` is the step the update sees (t + 1 after the optimizer's increment, or t
+            // for RigL and SNIP): see `MaskUpdater::schedule_step`. The updater is taken out
+            // while it decides, and always put back.
+            let mut updater = self.updater.take().expect("a method with updates");
+            let decided = self.update_masks(updater.as_mut(), model, optim, &dense, seen);
+            self.updater = Some(updater);
+            let (m, stats) = decided?;
             model = m;
             update = Some(stats);
-            self.state.thresholds.extend(thresholds);
             self.state.last_update = seen;
             self.state.updates += 1;
         }
@@ -345,9 +343,10 @@ impl SparseTrainer {
         })
     }
 
-    /// SNFS's gradient moving averages, by parameter path.
-    pub fn averages(&self) -> &HashMap<String, Tensor<1>> {
-        &self.averages
+    /// The state the method keeps between steps (SNFS's moving averages, gradual pruning's
+    /// thresholds), by name (empty for dense training).
+    pub fn method_state(&self) -> crate::updater::MethodState {
+        self.updater.as_ref().map(|u| u.state()).unwrap_or_default()
     }
 
     /// The initial weights of the masked layers, by parameter path, kept for
@@ -366,28 +365,41 @@ impl SparseTrainer {
         }
     }
 
-    /// The trainer of a [`snapshot`](Self::snapshot), with its tensors: SNFS's averages and the
-    /// initial weights kept for `initial_dist` growth, by parameter path.
+    /// The trainer of a [`snapshot`](Self::snapshot), with its tensors: the method's state
+    /// ([`method_state`](Self::method_state)) and the initial weights kept for `initial_dist`
+    /// growth, by parameter path.
+    ///
+    /// # Errors
+    /// The method's [`MaskUpdater::load_state`] errors.
     pub(crate) fn from_snapshot(
         snapshot: TrainerSnapshot,
-        averages: HashMap<String, Tensor<1>>,
+        method_state: crate::updater::MethodState,
         initial_weights: HashMap<String, Tensor<1>>,
-    ) -> Self {
+    ) -> Result<Self> {
         let TrainerSnapshot {
             config,
             sparsity,
             plan,
             state,
         } = snapshot;
-        Self {
-            updater: config.method.updater(),
+        let mut updater = config.method.updater(&config);
+        match &mut updater {
+            Some(u) => u.load_state(method_state)?,
+            None if !method_state.is_empty() => {
+                return Err(SparsityError::InvalidSetting(
+                    "dense training keeps no method state, but the checkpoint holds some".into(),
+                ));
+            }
+            None => {}
+        }
+        Ok(Self {
+            updater,
             config,
             sparsity,
             plan,
             state,
-            averages,
             initial_weights,
-        }
+        })
     }
 
     pub(crate) fn next_mode_for<M: Module>(&self, model: M) -> M {

@@ -14,10 +14,6 @@ pub struct TrainerState {
     pub last_update: i64,
     /// Mask updates so far.
     pub updates: u64,
-    /// Gradual pruning's smoothed magnitude threshold of each layer at its last update, by
-    /// parameter path (model_pruning's `threshold` variables; absent: 0).
-    #[serde(default)]
-    pub thresholds: std::collections::BTreeMap<String, f32>,
 }
 
 /// Everything of a [`SparseTrainer`](super::SparseTrainer) but its tensors: what a checkpoint

@@ -9,7 +9,7 @@ use crate::mask::SparseMask;
 use crate::optim::SparseOptimizer;
 use crate::param_context::ParamContext;
 use crate::sparsify::{Sparsify, flat_weights};
-use crate::updater::{LayerSlot, UpdateContext, UpdateInput};
+use crate::updater::{LayerSlot, MaskUpdater, UpdateContext, UpdateInput};
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use std::collections::HashMap;
@@ -17,12 +17,12 @@ use std::collections::HashMap;
 impl SparseTrainer {
     pub(super) fn update_masks<M: Module, O: SparseOptimizer>(
         &self,
+        updater: &mut dyn MaskUpdater,
         model: M,
         optim: &mut O,
         dense: &HashMap<ParamId, Tensor<1>>,
         t: i64,
-    ) -> Result<(M, UpdateStats, Thresholds)> {
-        let updater = self.updater.as_ref().expect("updates need an updater");
+    ) -> Result<(M, UpdateStats)> {
         let schedule = self.config.schedule();
         let ctx = UpdateContext {
             step: t,
@@ -44,19 +44,9 @@ impl SparseTrainer {
                     drop_fraction: ctx.drop_fraction,
                     layers: Vec::new(),
                 },
-                Vec::new(),
             ));
         }
         let decision = updater.update(&ctx, &input)?;
-        let thresholds: Thresholds = match &decision.thresholds {
-            Some(t) => input
-                .layers
-                .iter()
-                .map(|l| l.path.clone())
-                .zip(t.iter().copied())
-                .collect(),
-            None => Vec::new(),
-        };
 
         // Per-layer counts of the decision: from the updater when it counted them, otherwise
         // from the masks, read back in one transfer.
@@ -140,12 +130,11 @@ impl SparseTrainer {
                 drop_fraction: ctx.drop_fraction,
                 layers: stats,
             },
-            thresholds,
         ))
     }
 
-    /// The flat buffers of an update: every masked layer's weights, mask, dense gradient and
-    /// moving average, concatenated on the model's device; and the layers' parameter ids.
+    /// The flat buffers of an update: every masked layer's weights, mask and dense gradient,
+    /// concatenated on the model's device; and the layers' parameter ids.
     fn update_input<M: Module>(
         &self,
         model: &M,
@@ -179,7 +168,6 @@ impl SparseTrainer {
                 target_sparsity: planned
                     .map(|p| p.sparsity)
                     .unwrap_or(1.0 - n_active as f64 / len.max(1) as f64),
-                threshold: self.state.thresholds.get(&l.path).copied().unwrap_or(0.0),
             });
             w.push(weight);
             offset += len;
@@ -192,7 +180,6 @@ impl SparseTrainer {
                 weights: Tensor::zeros([0], &device),
                 mask: Tensor::zeros([0], &device),
                 dense_grad: None,
-                average: None,
             };
             return Ok((input, ids));
         }
@@ -202,10 +189,6 @@ impl SparseTrainer {
         let dense_grad = cat(layers
             .iter()
             .map(|(l, _)| dense.get(&l.id).cloned())
-            .collect());
-        let average = cat(layers
-            .iter()
-            .map(|(l, _)| self.averages.get(&l.path).cloned())
             .collect());
         let input = UpdateInput {
             layers: slots,
@@ -218,14 +201,10 @@ impl SparseTrainer {
                 0,
             ),
             dense_grad,
-            average,
         };
         Ok((input, ids))
     }
 }
-
-/// Per-layer magnitude thresholds of an update, by parameter path.
-type Thresholds = Vec<(String, f32)>;
 
 /// Writes new masks and sets the weights at new connections to the grow initialisation.
 struct UpdateMapper<'a> {

@@ -36,7 +36,6 @@ pub fn resnet50_rigl(device: &Device) -> (UpdateInput, UpdateContext) {
                 n_active,
                 target_active: n_active,
                 target_sparsity: 1.0 - n_active as f64 / s.len.max(1) as f64,
-                threshold: 0.0,
             }
         })
         .collect();
@@ -46,7 +45,6 @@ pub fn resnet50_rigl(device: &Device) -> (UpdateInput, UpdateContext) {
         weights: floats(weights.scores),
         mask: Tensor::<1, Bool>::from_data(TensorData::new(mask, [n]), device),
         dense_grad: Some(floats(grads.scores)),
-        average: None,
     };
     let ctx = UpdateContext {
         step: 100,

@@ -77,7 +77,6 @@ pub fn drop_and_grow(
                 })
                 .collect(),
         ),
-        thresholds: None,
     })
 }
 
@@ -95,7 +94,6 @@ mod tests {
                 weights: w,
                 mask: m,
                 dense_grad: None,
-                average: None,
                 target_active: m.iter().filter(|&&b| b).count(),
             })
             .collect();

@@ -23,14 +23,19 @@
 //! the reference's value for every layer at the global sparsity and may differ from it by an
 //! `f32` rounding for the others.
 
-use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
+use super::{MaskUpdater, Method, MethodState, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::{Result, SparsityError};
 use crate::schedule::{UpdateSchedule, gradual_sparsity};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 use rigl_kernels::segmented_top_k_mask_abs;
+use std::collections::HashMap;
 
-/// Prunes by magnitude on the cubic schedule.
-pub struct GradualPruning;
+/// Prunes by magnitude on the cubic schedule; its state is each layer's smoothed threshold
+/// (model_pruning's `threshold` variables, 0 before the first update).
+#[derive(Clone, Debug, Default)]
+pub struct GradualPruning {
+    thresholds: HashMap<String, f32>,
+}
 
 impl GradualPruning {
     /// Weights model_pruning keeps in a layer of `n` weights with final sparsity `s_final` at
@@ -47,13 +52,51 @@ impl MaskUpdater for GradualPruning {
         Method::Prune
     }
 
+    fn starts_dense(&self) -> bool {
+        true
+    }
+
+    fn box_clone(&self) -> Box<dyn MaskUpdater> {
+        Box::new(self.clone())
+    }
+
+    fn state(&self) -> MethodState {
+        let mut state: MethodState = self
+            .thresholds
+            .iter()
+            .map(|(p, t)| {
+                let t = Tensor::<1>::from_data(TensorData::new(vec![*t], [1]), &Device::default());
+                (p.clone(), t)
+            })
+            .collect();
+        state.sort_by(|a, b| a.0.cmp(&b.0));
+        state
+    }
+
+    fn load_state(&mut self, state: MethodState) -> Result<()> {
+        self.thresholds = state
+            .into_iter()
+            .map(|(p, t)| {
+                let v = crate::mask::floats_to_host(t);
+                match v.as_slice() {
+                    [t] => Ok((p, *t)),
+                    _ => Err(SparsityError::InvalidSetting(format!(
+                        "the pruning threshold of `{p}` has {} values, not 1",
+                        v.len()
+                    ))),
+                }
+            })
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
     /// model_pruning's `last_mask_update_step` starts at 0: with `begin = 0` the first pruning
     /// step is `frequency`.
     fn initial_last_update(&self, _schedule: &UpdateSchedule) -> i64 {
         0
     }
 
-    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+    fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
         let kept: Vec<usize> = input
             .layers
             .iter()
@@ -78,10 +121,11 @@ impl MaskUpdater for GradualPruning {
                     .mask_fill(selected.bool_not(), f32::INFINITY)
                     .min()
             };
+            let previous = self.thresholds.get(&l.path).copied().unwrap_or(0.0);
             let smoothed = if decay == 0.0 {
                 current
             } else {
-                current.mul_scalar((1.0 - decay) as f32) + l.threshold * decay as f32
+                current.mul_scalar((1.0 - decay) as f32) + previous * decay as f32
             };
             masks.push(w.greater_equal(smoothed.clone().expand([l.len])));
             thresholds.push(smoothed);
@@ -91,11 +135,13 @@ impl MaskUpdater for GradualPruning {
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| SparsityError::InvalidSetting(format!("pruning thresholds: {e:?}")))?;
+        for (l, t) in input.layers.iter().zip(thresholds) {
+            self.thresholds.insert(l.path.clone(), t);
+        }
         Ok(UpdateDecision {
             reset: input.nothing(),
             mask: Tensor::cat(masks, 0),
             changes: None,
-            thresholds: Some(thresholds),
         })
     }
 }
@@ -104,7 +150,6 @@ impl MaskUpdater for GradualPruning {
 mod tests {
     use super::*;
     use crate::updater::HostLayer;
-    use burn::tensor::Device;
 
     fn ctx(step: i64) -> UpdateContext {
         UpdateContext {
@@ -135,21 +180,30 @@ mod tests {
         assert_eq!(GradualPruning::kept_at(2, 0.75, &ctx(5000)), 0);
     }
 
-    fn input(w: &[f32], mask: &[bool], threshold: f32) -> UpdateInput {
+    fn input(w: &[f32], mask: &[bool]) -> UpdateInput {
         let mut input = UpdateInput::from_host(
             &[HostLayer {
                 path: "w",
                 weights: w,
                 mask,
                 dense_grad: None,
-                average: None,
                 target_active: 1,
             }],
             &Device::default(),
         );
         input.layers[0].target_sparsity = 0.9;
-        input.layers[0].threshold = threshold;
         input
+    }
+
+    fn threshold(p: &GradualPruning) -> Vec<f32> {
+        p.state()
+            .into_iter()
+            .flat_map(|(_, t)| crate::mask::floats_to_host(t))
+            .collect()
+    }
+
+    fn scalar(v: f32) -> Tensor<1> {
+        Tensor::from_data(TensorData::new(vec![v], [1]), &Device::default())
     }
 
     #[test]
@@ -158,9 +212,8 @@ mod tests {
         // 0.5, 0.3, ...: the threshold is 0.5 and both 0.5s are kept (>=): 3 active.
         let w = [0.3, -0.5, 0.1, 0.9, 0.5, 0.0, -0.2, 0.05, 0.01, 0.02];
         let m = [true, true, true, false, true, true, true, true, true, true];
-        let d = GradualPruning
-            .update(&ctx(600), &input(&w, &m, 0.0))
-            .unwrap();
+        let mut pruning = GradualPruning::default();
+        let d = pruning.update(&ctx(600), &input(&w, &m)).unwrap();
         let (mask, reset) = d.to_host();
         assert_eq!(
             mask,
@@ -169,7 +222,7 @@ mod tests {
             ]
         );
         assert_eq!(reset, [false; 10]);
-        assert_eq!(d.thresholds, Some(vec![0.5]));
+        assert_eq!(threshold(&pruning), [0.5]);
     }
 
     #[test]
@@ -181,7 +234,9 @@ mod tests {
             threshold_decay: 0.5,
             ..ctx(600)
         };
-        let d = GradualPruning.update(&c, &input(&w, &m, 0.1)).unwrap();
+        let mut pruning = GradualPruning::default();
+        pruning.load_state(vec![("w".into(), scalar(0.1))]).unwrap();
+        let d = pruning.update(&c, &input(&w, &m)).unwrap();
         let (mask, _) = d.to_host();
         assert_eq!(
             mask,
@@ -189,6 +244,12 @@ mod tests {
                 true, true, false, true, true, false, false, false, false, false
             ]
         );
-        assert_eq!(d.thresholds, Some(vec![0.5f32 * 0.5 + 0.1 * 0.5]));
+        assert_eq!(threshold(&pruning), [0.5f32 * 0.5 + 0.1 * 0.5]);
+        // A checkpointed state round-trips; a malformed one is an error.
+        let mut back = GradualPruning::default();
+        back.load_state(pruning.state()).unwrap();
+        assert_eq!(threshold(&back), threshold(&pruning));
+        let two = Tensor::from_data(TensorData::new(vec![0.1f32, 0.2], [2]), &Device::default());
+        assert!(back.load_state(vec![("w".into(), two)]).is_err());
     }
 }

@@ -90,22 +90,26 @@ impl Method {
         }
     }
 
-    /// Whether masks start all ones (the method chooses them later).
+    /// Whether masks start all ones (dense training, and the methods that choose them later:
+    /// [`MaskUpdater::starts_dense`]).
     pub fn starts_dense(&self) -> bool {
-        matches!(self, Method::Snip | Method::Prune | Method::Dense)
+        self.updater(&crate::DstConfig::new(*self))
+            .is_none_or(|u| u.starts_dense())
     }
 
-    /// The updater implementing the method (`None` for dense training).
-    pub fn updater(&self) -> Option<Box<dyn MaskUpdater>> {
+    /// The updater implementing the method with the settings of `config` (`None` for dense
+    /// training): the registry of methods. A new method is a file with its [`MaskUpdater`] and a
+    /// line here.
+    pub fn updater(&self, config: &crate::DstConfig) -> Option<Box<dyn MaskUpdater>> {
         Some(match self {
             Method::Dense => return None,
             Method::Scratch => Box::new(scratch::Scratch),
             Method::StaticRezero => Box::new(static_rezero::StaticRezero),
             Method::Set => Box::new(set::Set),
-            Method::Snfs => Box::new(snfs::Snfs),
+            Method::Snfs => Box::new(snfs::Snfs::new(config.snfs_decay)),
             Method::Rigl => Box::new(rigl::Rigl),
             Method::Snip => Box::new(snip::Snip),
-            Method::Prune => Box::new(gradual_pruning::GradualPruning),
+            Method::Prune => Box::new(gradual_pruning::GradualPruning::default()),
         })
     }
 }
@@ -161,9 +165,6 @@ pub struct LayerSlot {
     pub target_active: usize,
     /// The planned sparsity at the end of training (gradual pruning ramps towards it).
     pub target_sparsity: f64,
-    /// Gradual pruning's smoothed magnitude threshold of the previous update (0 before the
-    /// first, as model_pruning's `threshold` variable).
-    pub threshold: f32,
 }
 
 /// What an updater sees at an update: every masked layer, concatenated (flat, row-major, in
@@ -183,8 +184,6 @@ pub struct UpdateInput {
     pub mask: Tensor<1, Bool>,
     /// Dense gradient `dL/d(w*m)` of this batch, when the method asked for it.
     pub dense_grad: Option<Tensor<1>>,
-    /// SNFS's exponential moving average of the dense gradient.
-    pub average: Option<Tensor<1>>,
 }
 
 /// Host values of one layer, to build an [`UpdateInput`] with [`UpdateInput::from_host`].
@@ -198,8 +197,6 @@ pub struct HostLayer<'a> {
     pub mask: &'a [bool],
     /// Dense gradient, if any.
     pub dense_grad: Option<&'a [f32]>,
-    /// Gradient moving average, if any.
-    pub average: Option<&'a [f32]>,
     /// The planned number of active weights at the end of training.
     pub target_active: usize,
 }
@@ -208,7 +205,7 @@ impl UpdateInput {
     /// An input from host values, on `device` (tests and offline analysis).
     ///
     /// # Panics
-    /// If a layer's buffers differ in length, or some layers carry a gradient (or average) and
+    /// If a layer's buffers differ in length, or some layers carry a gradient and
     /// others do not.
     pub fn from_host(layers: &[HostLayer<'_>], device: &Device) -> Self {
         let mut slots = Vec::with_capacity(layers.len());
@@ -228,7 +225,6 @@ impl UpdateInput {
                 n_active: l.mask.iter().filter(|&&b| b).count(),
                 target_active: l.target_active,
                 target_sparsity: 1.0 - l.target_active as f64 / len.max(1) as f64,
-                threshold: 0.0,
             });
             offset += len;
         }
@@ -254,7 +250,6 @@ impl UpdateInput {
             ),
             mask: Tensor::<1, Bool>::from_data(TensorData::new(mask, [offset]), device),
             dense_grad: optional(|l| l.dense_grad),
-            average: optional(|l| l.average),
             layers: slots,
         }
     }
@@ -317,17 +312,7 @@ impl UpdateInput {
             .ok_or_else(|| self.missing("the dense gradient"))
     }
 
-    /// The gradient moving average, or the error naming what is missing.
-    ///
-    /// # Errors
-    /// [`SparsityError::MissingInput`] when the update has no moving average.
-    pub fn require_average(&self) -> Result<Tensor<1>> {
-        self.average
-            .clone()
-            .ok_or_else(|| self.missing("the gradient moving average"))
-    }
-
-    fn missing(&self, what: &'static str) -> SparsityError {
+    pub(crate) fn missing(&self, what: &'static str) -> SparsityError {
         SparsityError::MissingInput {
             path: self
                 .layers
@@ -361,9 +346,6 @@ pub struct UpdateDecision {
     /// Per layer, what changed, when the decision counted it (drop and grow do); otherwise the
     /// trainer counts it from the masks.
     pub changes: Option<Vec<LayerChange>>,
-    /// Per layer, the magnitude threshold the decision used, when it keeps one between updates
-    /// (gradual pruning's smoothed threshold; see [`LayerSlot::threshold`]).
-    pub thresholds: Option<Vec<f32>>,
 }
 
 impl UpdateDecision {
@@ -415,10 +397,47 @@ impl Default for UpdateContext {
     }
 }
 
-/// A mask-update algorithm.
+/// The named flat tensors a method keeps between steps (SNFS's averages, gradual pruning's
+/// thresholds), as checkpoints store them.
+pub type MethodState = Vec<(String, Tensor<1>)>;
+
+/// A mask-update algorithm, with the state it keeps between updates.
 pub trait MaskUpdater: Send + Sync {
     /// The method this updater implements.
     fn method(&self) -> Method;
+
+    /// Whether masks start all ones: the method chooses them later (SNIP, gradual pruning).
+    fn starts_dense(&self) -> bool {
+        false
+    }
+
+    /// Sees the dense gradient `dL/d(w*m)` of the masked layer at `path` at every step that
+    /// computed one, before the optimizer step (SNFS updates its moving average here).
+    fn observe(&mut self, path: &str, dense_grad: &Tensor<1>) {
+        let _ = (path, dense_grad);
+    }
+
+    /// The state the method keeps between steps, for checkpoints (empty: none).
+    fn state(&self) -> MethodState {
+        Vec::new()
+    }
+
+    /// Restore a [`state`](Self::state).
+    ///
+    /// # Errors
+    /// [`SparsityError::InvalidSetting`] when the state is not this method's.
+    fn load_state(&mut self, state: MethodState) -> Result<()> {
+        match state.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(SparsityError::InvalidSetting(format!(
+                "method {} keeps no state, but the checkpoint holds `{name}`",
+                self.method()
+            ))),
+        }
+    }
+
+    /// A boxed copy, state included.
+    fn box_clone(&self) -> Box<dyn MaskUpdater>;
 
     /// Whether the method ever changes masks or weights (false: `scratch`).
     fn updates(&self) -> bool {
@@ -470,7 +489,7 @@ pub trait MaskUpdater: Send + Sync {
     /// # Errors
     /// Selection errors (NaN scores leaving too few candidates), naming the layer; a missing
     /// input (dense gradient, moving average).
-    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision>;
+    fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision>;
 }
 
 #[cfg(test)]

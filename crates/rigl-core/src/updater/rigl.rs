@@ -11,11 +11,16 @@ use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::Result;
 
 /// Drop by magnitude, grow by |dense gradient|.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Rigl;
 
 impl MaskUpdater for Rigl {
     fn method(&self) -> Method {
         Method::Rigl
+    }
+
+    fn box_clone(&self) -> Box<dyn MaskUpdater> {
+        Box::new(*self)
     }
 
     fn needs_dense_gradient(&self, is_update_step: bool) -> bool {
@@ -30,7 +35,7 @@ impl MaskUpdater for Rigl {
         t
     }
 
-    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+    fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
         let grad = input.require_dense_grad()?;
         drop_and_grow(
             input,
@@ -72,7 +77,6 @@ mod tests {
                 weights: &w,
                 mask: &m,
                 dense_grad: Some(&g),
-                average: None,
                 target_active: 4,
             }],
             &Device::default(),

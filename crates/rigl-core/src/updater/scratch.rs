@@ -4,6 +4,7 @@ use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::Result;
 
 /// Keeps the initial mask; never updates.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Scratch;
 
 impl MaskUpdater for Scratch {
@@ -11,16 +12,19 @@ impl MaskUpdater for Scratch {
         Method::Scratch
     }
 
+    fn box_clone(&self) -> Box<dyn MaskUpdater> {
+        Box::new(*self)
+    }
+
     fn updates(&self) -> bool {
         false
     }
 
-    fn update(&self, _ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+    fn update(&mut self, _ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
         Ok(UpdateDecision {
             mask: input.mask.clone(),
             reset: input.nothing(),
             changes: None,
-            thresholds: None,
         })
     }
 }

@@ -13,6 +13,7 @@ pub fn growth_stream_step(t: i64) -> u32 {
 }
 
 /// Drop by magnitude, grow uniformly at random.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Set;
 
 impl MaskUpdater for Set {
@@ -20,7 +21,11 @@ impl MaskUpdater for Set {
         Method::Set
     }
 
-    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+    fn box_clone(&self) -> Box<dyn MaskUpdater> {
+        Box::new(*self)
+    }
+
+    fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
         let grow = Growth::Random {
             seed: ctx.seed,
             step: growth_stream_step(ctx.step),

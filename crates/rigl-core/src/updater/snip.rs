@@ -8,11 +8,20 @@ use crate::error::Result;
 use rigl_kernels::segmented_top_k_mask_abs;
 
 /// One-shot pruning at initialisation by connection sensitivity.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Snip;
 
 impl MaskUpdater for Snip {
     fn method(&self) -> Method {
         Method::Snip
+    }
+
+    fn box_clone(&self) -> Box<dyn MaskUpdater> {
+        Box::new(*self)
+    }
+
+    fn starts_dense(&self) -> bool {
+        true
     }
 
     fn needs_dense_gradient(&self, is_update_step: bool) -> bool {
@@ -31,7 +40,7 @@ impl MaskUpdater for Snip {
         true
     }
 
-    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+    fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
         // The reference differentiates its total loss, L2 included: g + lambda * w.
         let grad = input.require_dense_grad()?;
         let grad = if ctx.weight_decay == 0.0 {
@@ -48,7 +57,6 @@ impl MaskUpdater for Snip {
             reset: input.nothing(),
             mask,
             changes: None,
-            thresholds: None,
         })
     }
 }
@@ -80,7 +88,6 @@ mod tests {
                 weights: &w,
                 mask: &[true; 4],
                 dense_grad: Some(&g),
-                average: None,
                 target_active: 2,
             }],
             &Device::default(),

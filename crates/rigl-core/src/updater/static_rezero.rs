@@ -8,6 +8,7 @@ use crate::error::Result;
 use rigl_kernels::segmented_top_k_mask_abs;
 
 /// Re-zeroes the smallest active weights at each update; keeps the mask.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct StaticRezero;
 
 impl MaskUpdater for StaticRezero {
@@ -15,7 +16,11 @@ impl MaskUpdater for StaticRezero {
         Method::StaticRezero
     }
 
-    fn update(&self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+    fn box_clone(&self) -> Box<dyn MaskUpdater> {
+        Box::new(*self)
+    }
+
+    fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
         let keep = input.segments(|l| l.n_active - n_prune(l.n_active, ctx.drop_fraction));
         let kept = segmented_top_k_mask_abs(input.weights.clone(), Some(input.mask.clone()), &keep)
             .map_err(|e| input.select_error(e))?
@@ -24,7 +29,6 @@ impl MaskUpdater for StaticRezero {
             reset: input.mask.clone().bool_and(kept.bool_not()),
             mask: input.mask.clone(),
             changes: None,
-            thresholds: None,
         })
     }
 }
@@ -55,7 +59,6 @@ mod tests {
                 weights: &w,
                 mask: &m,
                 dense_grad: None,
-                average: None,
                 target_active: 4,
             }],
             &Device::default(),
