@@ -21,6 +21,44 @@
 //!   their host-side launch code.
 //! - [`catalogue`]: the problems the tests and the benchmarks run.
 //!
+//! ```
+//! use burn::tensor::{Device, Tensor, TensorData};
+//! use rigl_kernels::{Segment, segmented_top_k_mask};
+//!
+//! let device = Device::default();
+//! let scores = [0.1f32, 0.9, 0.5, 0.3, 0.8, 0.2];
+//! let scores = Tensor::<1>::from_data(TensorData::new(scores.to_vec(), [6]), &device);
+//! // Two layers of three positions: the best two of the first, the best one of the second.
+//! let segments = [
+//!     Segment { offset: 0, len: 3, k: 2 },
+//!     Segment { offset: 3, len: 3, k: 1 },
+//! ];
+//! let selection = segmented_top_k_mask(scores, None, &segments)?;
+//! let mask = selection.mask.into_data().convert::<bool>().try_into_vec::<bool>().unwrap();
+//! assert_eq!(mask, [false, true, true, false, true, false]);
+//! # Ok::<(), rigl_kernels::SelectError>(())
+//! ```
+//!
+//! ## Adding a kernel
+//!
+//! A new primitive follows the selection kernels, file by file:
+//!
+//! 1. `cpu_reference/<name>.rs`: the specification, written for clarity, with unit tests of
+//!    hand-computed cases; exported from here.
+//! 2. `components/<name>.rs`: the CubeCL kernel(s) (`#[cube(launch)]`), one concept per file.
+//! 3. `launch.rs`: the host side that allocates, launches and reads back, generic over the
+//!    CubeCL runtime.
+//! 4. `backend.rs`: a method on the backend extension trait, implemented for Flex (calling
+//!    [`cpu`]) and for the CubeCL backends (calling `launch`), so one tensor-level function
+//!    runs on every device.
+//! 5. `cpu/<name>.rs`: the fast CPU path (parallel, in place), equal to the reference.
+//! 6. A tensor-level function (`select.rs`, `drop_grow.rs`) that checks its inputs into typed
+//!    errors and dispatches through the backend.
+//! 7. `catalogue.rs`: problems with empty and full segments, ties, NaN, odd sizes and one large
+//!    case; the same catalogue drives the tests and the benchmarks.
+//! 8. `tests/equivalence.rs`: every path equals the reference over the catalogue, on the CPU
+//!    and (`--features wgpu`) on wgpu; a bench in `benches/` over the same catalogue.
+//!
 //! ## Selection semantics
 //!
 //! Scores compare as order-preserving `u32` keys ([`f32_key`]): IEEE-754 total order, so
