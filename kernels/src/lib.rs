@@ -48,9 +48,10 @@
 //! 2. `components/<name>.rs`: the CubeCL kernel(s) (`#[cube(launch)]`), one concept per file.
 //! 3. `launch.rs`: the host side that allocates, launches and reads back, generic over the
 //!    CubeCL runtime.
-//! 4. `backend.rs`: a method on the backend extension trait, implemented for Flex (calling
-//!    [`cpu`]) and for the CubeCL backends (calling `launch`), so one tensor-level function
-//!    runs on every device.
+//! 4. `backend/`: a method on the backend extension trait ([`backend::SelectBackend`], in
+//!    `mod.rs`), implemented for Flex in `flex.rs` (calling [`cpu`]) and for the CubeCL
+//!    backends in `cube.rs` (calling `launch`), so one tensor-level function runs on every
+//!    device.
 //! 5. `cpu/<name>.rs`: the fast CPU path (parallel, in place), equal to the reference.
 //! 6. A tensor-level function (`select.rs`, `drop_grow.rs`) that checks its inputs into typed
 //!    errors and dispatches through the backend.

@@ -2,8 +2,9 @@
 
 use crate::CliError;
 use clap::{Args, ValueEnum};
+use rigl_core::Method;
 use rigl_core::{Distribution, SparsityConfig};
-use rigl_models::counter::{self, CountOptions, PruningSchedule, SpatialRule, TrainingMethod};
+use rigl_models::counter::{self, CountOptions, PruningSchedule, SpatialRule};
 use rigl_models::{
     MlpConfig, MobileNetV1Config, MobileNetV2Config, ResNetConfig, SparseArchitecture,
     TrainingOptions, WideResNetConfig,
@@ -73,10 +74,10 @@ pub struct CountArgs {
     /// ERK's power scale.
     #[arg(long, default_value_t = 1.0)]
     pub erk_power_scale: f64,
-    /// Training method for the training-FLOPs estimate: dense, static, set, snip, snfs, rigl
-    /// or pruning.
+    /// Training method for the training-FLOPs estimate: dense, scratch, static_rezero, set,
+    /// snfs, rigl, snip, prune (or the reference's names: baseline, static, momentum).
     #[arg(long, default_value = "rigl")]
-    pub method: TrainingMethod,
+    pub method: Method,
     /// Steps between mask updates (RigL) or pruning steps (pruning).
     #[arg(long, default_value_t = 100)]
     pub delta_t: u64,
@@ -551,7 +552,7 @@ mod tests {
             "0.8",
             "--first-layer-dense",
             "--method",
-            "pruning",
+            "prune",
             "--delta-t",
             "1000",
         ]);

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rigl_core::optim::{SparseSgd, SparseSgdConfig};
 use rigl_core::{Method, SparseTrainer, Sparsify, UpdateStats, load_checkpoint, save_checkpoint};
 use rigl_data::{Augmentation, ImageSet, MnistVariant, Split};
-use rigl_models::counter::{CountOptions, TrainingMethod, TrainingOptions, count_model};
+use rigl_models::counter::{CountOptions, TrainingOptions, count_model};
 use rigl_models::{
     Mlp, MlpConfig, MobileNetV1, MobileNetV1Config, MobileNetV2, MobileNetV2Config, ResNet,
     ResNetConfig, SparseArchitecture, WideResNet, WideResNetConfig,
@@ -467,18 +467,6 @@ pub struct Summary {
     pub train_seconds: f64,
 }
 
-fn training_method(m: Method) -> TrainingMethod {
-    match m {
-        Method::Dense => TrainingMethod::Dense,
-        Method::Scratch | Method::StaticRezero => TrainingMethod::Static,
-        Method::Set => TrainingMethod::Set,
-        Method::Snfs => TrainingMethod::Snfs,
-        Method::Rigl => TrainingMethod::Rigl,
-        Method::Snip => TrainingMethod::Snip,
-        Method::Prune => TrainingMethod::Pruning,
-    }
-}
-
 /// SGD as the reference trains (momentum without dampening, optional Nesterov, L2 added to the
 /// gradient): `SparseSgd`, whose updates equal Burn's `Sgd` bit for bit and whose momentum is
 /// reset at new connections on the device.
@@ -769,7 +757,7 @@ fn train_model<M: Classifier, A: SparseArchitecture>(
     let report = model.sparsity_report();
     let options = CountOptions {
         training: TrainingOptions {
-            method: training_method(s.method),
+            method: s.method,
             delta_t: s.delta_t.max(1) as u64,
             multiplier: s.steps_multiplier,
             ..TrainingOptions::default()
@@ -782,7 +770,7 @@ fn train_model<M: Classifier, A: SparseArchitecture>(
             &sparsity,
             &CountOptions {
                 training: TrainingOptions {
-                    method: TrainingMethod::Pruning,
+                    method: Method::Prune,
                     pruning: rigl_models::counter::PruningSchedule {
                         total_steps: total_steps.max(2) as u64,
                         begin_step: dst.schedule().begin_step.max(0) as u64,

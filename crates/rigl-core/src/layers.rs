@@ -2,7 +2,7 @@
 //! initialising lazy parameters.
 
 use crate::distribution::LayerShape;
-use crate::mask::SparseMask;
+use crate::module_path::ModulePath;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Bool, Device, Tensor};
 
@@ -40,19 +40,19 @@ pub fn kernel_params<M: Module>(module: &M) -> Vec<KernelParam> {
 
 #[derive(Default)]
 struct KernelVisitor {
-    path: Vec<String>,
+    path: ModulePath,
     types: Vec<String>,
     out: Vec<KernelParam>,
 }
 
 impl ModuleVisitor for KernelVisitor {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_string());
+        self.path.enter(name);
         self.types.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+        self.path.exit();
         self.types.pop();
     }
 
@@ -63,7 +63,7 @@ impl ModuleVisitor for KernelVisitor {
         let dims = param.lazy_shape().as_slice().to_vec();
         let module_type = self.types.last().cloned().unwrap_or_default();
         self.out.push(KernelParam {
-            path: self.path.join("."),
+            path: self.path.joined(),
             id: param.id,
             shape: LayerShape::burn(&dims, &module_type),
             module_type,
@@ -73,11 +73,9 @@ impl ModuleVisitor for KernelVisitor {
     }
 
     fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
-        let n = self.path.len();
-        if D != 1 || n < 3 || self.path[n - 2] != SparseMask::NAME || self.path[n - 1] != "mask" {
+        let Some(weight_path) = self.path.mask_field("mask").filter(|_| D == 1) else {
             return;
-        }
-        let weight_path = self.path[..n - 2].join(".");
+        };
         if let Some(k) = self.out.last_mut()
             && k.path == weight_path
         {

@@ -33,6 +33,7 @@ pub mod layers;
 #[cfg(feature = "learner")]
 pub mod learner;
 pub mod mask;
+pub(crate) mod module_path;
 pub mod optim;
 pub(crate) mod param_context;
 pub mod pattern;

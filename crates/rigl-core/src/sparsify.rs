@@ -7,6 +7,7 @@ use crate::layers::{KernelParam, kernel_params};
 #[cfg(test)]
 use crate::mask::floats_to_host;
 use crate::mask::{GradientMode, SparseMask, bools_to_host};
+use crate::module_path::ModulePath;
 use crate::plan::SparsityPlan;
 use crate::report::{LayerReport, SparsityReport, sparsity};
 use burn::module::{Flag, Module, ModuleMapper, ModuleVisitor, Param, Reparameterizer};
@@ -176,7 +177,7 @@ pub trait Sparsify: Module + Sized {
     /// The module with every mask switched to `mode` (see [`GradientMode`]).
     fn with_gradient_mode(self, mode: GradientMode) -> Self {
         self.map(&mut ModeMapper {
-            path: Vec::new(),
+            path: ModulePath::default(),
             dense: mode == GradientMode::Dense,
         })
     }
@@ -319,19 +320,19 @@ pub(crate) fn flat_weights<'a, M: Module>(
     paths: impl Iterator<Item = &'a str>,
 ) -> HashMap<String, Tensor<1>> {
     struct Reader {
-        path: Vec<String>,
+        path: ModulePath,
         wanted: HashSet<String>,
         out: HashMap<String, Tensor<1>>,
     }
     impl ModuleVisitor for Reader {
         fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
+            self.path.enter(name);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
+            self.path.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let p = self.path.join(".");
+            let p = self.path.joined();
             if self.wanted.contains(&p) {
                 self.out
                     .insert(p, param.val().without_autodiff().reshape([-1]));
@@ -339,7 +340,7 @@ pub(crate) fn flat_weights<'a, M: Module>(
         }
     }
     let mut r = Reader {
-        path: Vec::new(),
+        path: ModulePath::default(),
         wanted: paths.map(str::to_string).collect(),
         out: HashMap::new(),
     };
@@ -361,20 +362,19 @@ pub(crate) fn read_weights<'a, M: Module>(
 
 /// Switches the dense-gradient flag of every mask.
 struct ModeMapper {
-    path: Vec<String>,
+    path: ModulePath,
     dense: bool,
 }
 
 impl ModuleMapper for ModeMapper {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+        self.path.enter(name);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn map_flag(&mut self, flag: Param<Flag>) -> Param<Flag> {
-        let n = self.path.len();
-        if n >= 2 && self.path[n - 2] == SparseMask::NAME && self.path[n - 1] == "dense_grad" {
+        if self.path.mask_field("dense_grad").is_some() {
             flag.with_value(self.dense)
         } else {
             flag

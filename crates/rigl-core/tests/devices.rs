@@ -62,7 +62,7 @@ fn every_method_decides_on_wgpu_as_on_the_cpu() {
         .collect();
     let layers: Vec<HostLayer<'_>> = data
         .iter()
-        .map(|(path, w, m, g, a)| HostLayer {
+        .map(|(path, w, m, g, _)| HostLayer {
             path,
             weights: w,
             mask: m,

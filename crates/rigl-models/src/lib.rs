@@ -39,7 +39,7 @@ pub mod wide_resnet;
 #[cfg(test)]
 mod test_util;
 
-pub use counter::{CountOptions, ModelCount, SpatialRule, TrainingMethod, TrainingOptions};
+pub use counter::{CountOptions, ModelCount, SpatialRule, TrainingOptions};
 pub use error::{ModelError, Result};
 pub use mlp::{Mlp, MlpConfig};
 pub use mobilenet_v1::{MobileNetV1, MobileNetV1Config};

@@ -11,6 +11,7 @@
 
 use super::{SparseOptimizer, WeightDecayScope};
 use crate::error::{Result, SparsityError};
+use crate::module_path::ModulePath;
 use crate::param_context::ParamContext;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -125,7 +126,7 @@ impl<R: SlotRule> SparseOptimizer for SlotOptimizer<R> {
             optim: self,
             grads,
             lr,
-            path: Vec::new(),
+            path: ModulePath::default(),
         };
         model.map(&mut mapper)
     }
@@ -282,16 +283,16 @@ struct StepMapper<'a, R: SlotRule> {
     optim: &'a mut SlotOptimizer<R>,
     grads: GradientsParams,
     lr: ModuleLearningRate,
-    path: Vec<String>,
+    path: ModulePath,
 }
 
 impl<R: SlotRule> ModuleMapper for StepMapper<'_, R> {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+        self.path.enter(name);
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -310,7 +311,7 @@ impl<R: SlotRule> ModuleMapper for StepMapper<'_, R> {
             Some(c) => c.clip_gradient(grad),
             None => grad,
         };
-        let path = self.path.join(".");
+        let path = self.path.joined();
         let lr = self.lr.lr_from_param(id, Some(path.as_str()));
         let state = self.optim.states.remove(&id).map(|mut s| {
             for slot in &mut s.slots {

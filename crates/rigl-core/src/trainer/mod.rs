@@ -94,7 +94,8 @@ pub use stats::{LayerUpdateStats, StepOutcome, UpdateStats};
 use crate::config::{MaskInit, SparsityConfig};
 use crate::error::{Result, SparsityError};
 use crate::layers::KernelParam;
-use crate::mask::{GradientMode, SparseMask};
+use crate::mask::GradientMode;
+use crate::module_path::ModulePath;
 use crate::optim::SparseOptimizer;
 use crate::plan::SparsityPlan;
 use crate::sparsify::{Sparsify, flat_weights};
@@ -409,21 +410,16 @@ impl SparseTrainer {
 
 /// The gradient mode of the model's first mask.
 fn current_mode<M: Module>(model: &M) -> Option<GradientMode> {
-    struct First(Option<GradientMode>, Vec<String>);
+    struct First(Option<GradientMode>, ModulePath);
     impl ModuleVisitor for First {
         fn enter_module(&mut self, name: &str, _: &str) {
-            self.1.push(name.to_string());
+            self.1.enter(name);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
-            self.1.pop();
+            self.1.exit();
         }
         fn visit_flag(&mut self, flag: &Param<burn::module::Flag>) {
-            let n = self.1.len();
-            if self.0.is_none()
-                && n >= 2
-                && self.1[n - 2] == SparseMask::NAME
-                && self.1[n - 1] == "dense_grad"
-            {
+            if self.0.is_none() && self.1.mask_field("dense_grad").is_some() {
                 self.0 = Some(if flag.is_enabled() {
                     GradientMode::Dense
                 } else {
@@ -432,7 +428,7 @@ fn current_mode<M: Module>(model: &M) -> Option<GradientMode> {
             }
         }
     }
-    let mut v = First(None, Vec::new());
+    let mut v = First(None, ModulePath::default());
     model.visit(&mut v);
     v.0
 }

@@ -5,7 +5,7 @@ use super::grow_init::{normal_samples, shuffled, uniform_samples};
 use super::{GrowInit, LayerUpdateStats, SparseTrainer, UpdateStats, count_true};
 use crate::error::{Result, SparsityError};
 use crate::layers::KernelParam;
-use crate::mask::SparseMask;
+use crate::module_path::ModulePath;
 use crate::optim::SparseOptimizer;
 use crate::param_context::ParamContext;
 use crate::sparsify::{Sparsify, flat_weights};
@@ -94,7 +94,7 @@ impl SparseTrainer {
             }
         }
         let mut mapper = UpdateMapper {
-            path: Vec::new(),
+            path: ModulePath::default(),
             masks: new_masks,
             resets,
             grow_init: self.config.grow_init,
@@ -208,7 +208,7 @@ impl SparseTrainer {
 
 /// Writes new masks and sets the weights at new connections to the grow initialisation.
 struct UpdateMapper<'a> {
-    path: Vec<String>,
+    path: ModulePath,
     masks: HashMap<String, Tensor<1, Bool>>,
     resets: HashMap<String, Tensor<1, Bool>>,
     grow_init: GrowInit,
@@ -270,15 +270,15 @@ impl UpdateMapper<'_> {
 
 impl ModuleMapper for UpdateMapper<'_> {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+        self.path.enter(name);
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.path.join(".");
+        let path = self.path.joined();
         let Some(reset) = self.resets.remove(&path) else {
             return param;
         };
@@ -302,11 +302,9 @@ impl ModuleMapper for UpdateMapper<'_> {
         &mut self,
         param: Param<Tensor<D, Bool>>,
     ) -> Param<Tensor<D, Bool>> {
-        let n = self.path.len();
-        if D != 1 || n < 3 || self.path[n - 2] != SparseMask::NAME || self.path[n - 1] != "mask" {
+        let Some(weight) = self.path.mask_field("mask").filter(|_| D == 1) else {
             return param;
-        }
-        let weight = self.path[..n - 2].join(".");
+        };
         let Some(values) = self.masks.remove(&weight) else {
             return param;
         };

@@ -29,13 +29,13 @@ mod tests;
 mod training;
 
 pub use layer::{PARAM_BITS, count_layer};
-pub use options::{CountOptions, PruningSchedule, SpatialRule, TrainingMethod, TrainingOptions};
+pub use options::{CountOptions, PruningSchedule, SpatialRule, TrainingOptions};
 pub use report::{CountTotals, LayerCount, ModelCount, TrainingCount};
 
 use crate::error::{ModelError, Result};
 use crate::spec::{LayerSpec, SparseArchitecture, check_layers};
 use burn::module::Module;
-use rigl_core::{SparsityConfig, SparsityPlan, kernel_params};
+use rigl_core::{Method, SparsityConfig, SparsityPlan, kernel_params};
 use std::collections::HashMap;
 use training::{forward_flops, pruning_segments, step_flops};
 
@@ -81,7 +81,7 @@ fn count_sparsities(
     let numel: usize = rows.iter().map(|r| r.numel).sum();
     let nnz: usize = rows.iter().map(|r| r.nnz).sum();
 
-    let flops_per_step = if t.method == TrainingMethod::Pruning {
+    let flops_per_step = if t.method == Method::Prune {
         let Some(replan) = replan else {
             return Err(ModelError::InvalidCountOption(
                 "gradual pruning is counted from a sparsity configuration (its intermediate sparsities need their own plans), not from a fixed plan or model".into(),

@@ -1,6 +1,7 @@
 //! What to count: spatial sizes, the training method and its schedule.
 
 use crate::error::{ModelError, Result};
+use rigl_core::Method;
 use serde::{Deserialize, Serialize};
 
 /// Which spatial sizes the FLOP count uses.
@@ -26,68 +27,6 @@ impl core::str::FromStr for SpatialRule {
             "actual" => Ok(Self::Actual),
             other => Err(format!(
                 "unknown spatial rule `{other}`: expected reference or actual"
-            )),
-        }
-    }
-}
-
-/// How a network is trained, for the training-FLOPs estimate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrainingMethod {
-    /// Dense training: `3 f_D` per step.
-    Dense,
-    /// A fixed sparse mask (the reference's `scratch`): `3 f_S`.
-    Static,
-    /// SET: `3 f_S` (random growth needs no dense gradient).
-    Set,
-    /// SNIP: one-shot pruning at step 0, then a fixed mask: `3 f_S`.
-    Snip,
-    /// SNFS: the dense gradient at every step, `2 f_S + f_D`.
-    Snfs,
-    /// RigL: the dense gradient every `delta_t` steps,
-    /// `(3 f_S dT + 2 f_S + f_D) / (dT + 1)`.
-    #[default]
-    Rigl,
-    /// Gradual magnitude pruning (Zhu & Gupta): the mean of `3 f_{S_t}` over the run.
-    Pruning,
-}
-
-impl TrainingMethod {
-    /// The short name (`dense`, `static`, `set`, `snip`, `snfs`, `rigl`, `pruning`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Dense => "dense",
-            Self::Static => "static",
-            Self::Set => "set",
-            Self::Snip => "snip",
-            Self::Snfs => "snfs",
-            Self::Rigl => "rigl",
-            Self::Pruning => "pruning",
-        }
-    }
-}
-
-impl core::fmt::Display for TrainingMethod {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl core::str::FromStr for TrainingMethod {
-    type Err = String;
-
-    fn from_str(s: &str) -> core::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "dense" | "baseline" => Ok(Self::Dense),
-            "static" | "scratch" => Ok(Self::Static),
-            "set" => Ok(Self::Set),
-            "snip" => Ok(Self::Snip),
-            "snfs" => Ok(Self::Snfs),
-            "rigl" => Ok(Self::Rigl),
-            "pruning" | "prune" | "gmp" => Ok(Self::Pruning),
-            other => Err(format!(
-                "unknown training method `{other}`: expected dense, static, set, snip, snfs, rigl or pruning"
             )),
         }
     }
@@ -122,20 +61,20 @@ impl Default for PruningSchedule {
 /// Options of the training-FLOPs estimate.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingOptions {
-    /// The training method.
-    pub method: TrainingMethod,
+    /// The training method (`static_rezero` and `scratch` cost the same).
+    pub method: Method,
     /// Steps between mask updates (RigL) or pruning steps (gradual pruning).
     pub delta_t: u64,
     /// Training-length multiplier (the reference's `training_steps_multiplier`).
     pub multiplier: f64,
-    /// The gradual-pruning schedule (used by [`TrainingMethod::Pruning`] only).
+    /// The gradual-pruning schedule (used by [`Method::Prune`] only).
     pub pruning: PruningSchedule,
 }
 
 impl Default for TrainingOptions {
     fn default() -> Self {
         Self {
-            method: TrainingMethod::Rigl,
+            method: Method::Rigl,
             delta_t: 100,
             multiplier: 1.0,
             pruning: PruningSchedule::default(),
@@ -160,7 +99,7 @@ impl TrainingOptions {
                 self.multiplier
             ));
         }
-        if self.method == TrainingMethod::Pruning {
+        if self.method == Method::Prune {
             let p = self.pruning;
             if p.total_steps == 0 || p.begin_step >= p.end_step {
                 return bad(format!(

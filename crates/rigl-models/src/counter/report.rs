@@ -1,7 +1,8 @@
 //! What a count reports, per layer and in total, and its table.
 
-use super::{SpatialRule, TrainingMethod};
+use super::SpatialRule;
 use crate::spec::LayerKind;
+use rigl_core::Method;
 use serde::{Deserialize, Serialize};
 
 /// The count of one layer.
@@ -39,7 +40,7 @@ pub struct LayerCount {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingCount {
     /// The method.
-    pub method: TrainingMethod,
+    pub method: Method,
     /// Steps between mask updates.
     pub delta_t: u64,
     /// Training-length multiplier.

@@ -5,7 +5,7 @@ use super::*;
 use crate::spec::LayerKind;
 use crate::spec::SparseArchitecture;
 use crate::{MlpConfig, MobileNetV1Config, ResNetConfig};
-use rigl_core::{Distribution, SparsityConfig};
+use rigl_core::{Distribution, Method, SparsityConfig};
 
 /// Two layers, counted by hand below.
 struct Toy;
@@ -23,7 +23,7 @@ impl SparseArchitecture for Toy {
     }
 }
 
-fn options(method: TrainingMethod) -> CountOptions {
+fn options(method: Method) -> CountOptions {
     CountOptions {
         training: TrainingOptions {
             method,
@@ -36,7 +36,7 @@ fn options(method: TrainingMethod) -> CountOptions {
 #[test]
 fn toy_model_by_hand() {
     let config = SparsityConfig::uniform(0.5).last_layer_dense();
-    let c = count(&Toy, &config, &options(TrainingMethod::Rigl)).unwrap();
+    let c = count(&Toy, &config, &options(Method::Rigl)).unwrap();
     let conv = &c.layers[0];
     // 36 outputs; 9 * 2 * 0.5 = 9 multiplies each, + 1 ReLU; 8 adds + 1 bias.
     assert_eq!(conv.output_size, [3, 3]);
@@ -63,17 +63,17 @@ fn toy_model_by_hand() {
     let f_s = 1414.0;
     let f_d = 2062.0;
     for (method, step) in [
-        (TrainingMethod::Dense, 3.0 * f_d),
-        (TrainingMethod::Static, 3.0 * f_s),
-        (TrainingMethod::Set, 3.0 * f_s),
-        (TrainingMethod::Snip, 3.0 * f_s),
-        (TrainingMethod::Snfs, 2.0 * f_s + f_d),
+        (Method::Dense, 3.0 * f_d),
+        (Method::Scratch, 3.0 * f_s),
+        (Method::Set, 3.0 * f_s),
+        (Method::Snip, 3.0 * f_s),
+        (Method::Snfs, 2.0 * f_s + f_d),
     ] {
         let c = count(&Toy, &config, &options(method)).unwrap();
         assert_eq!(c.training.flops_per_step, step, "{method}");
     }
     // The multiplier scales the ratio.
-    let mut o = options(TrainingMethod::Static);
+    let mut o = options(Method::Scratch);
     o.training.multiplier = 5.0;
     let c = count(&Toy, &config, &o).unwrap();
     assert!((c.totals.training_flops_ratio - 5.0 * f_s / f_d).abs() < 1e-12);
@@ -281,7 +281,7 @@ fn counts_from_a_plan_and_from_a_sparse_model_agree() {
     assert!((fc1.mults - (784.0 * 0.02 * 300.0 + 300.0)).abs() < 1e-6);
     // Pruning needs the configuration.
     let mut p = o;
-    p.training.method = TrainingMethod::Pruning;
+    p.training.method = Method::Prune;
     assert!(matches!(
         count_plan("mlp", &layers, &plan, &p),
         Err(ModelError::InvalidCountOption(_))
@@ -296,7 +296,7 @@ fn counts_from_a_plan_and_from_a_sparse_model_agree() {
 
 #[test]
 fn gradual_pruning_is_the_mean_over_the_schedule() {
-    let mut o = options(TrainingMethod::Pruning);
+    let mut o = options(Method::Prune);
     o.training.delta_t = 1000;
     o.training.pruning = PruningSchedule {
         total_steps: 4000,
@@ -308,14 +308,10 @@ fn gradual_pruning_is_the_mean_over_the_schedule() {
     let config = SparsityConfig::uniform(0.5);
     let c = count(&Toy, &config, &o).unwrap();
     let f = |s: f64| {
-        count(
-            &Toy,
-            &SparsityConfig::uniform(s),
-            &options(TrainingMethod::Static),
-        )
-        .unwrap()
-        .totals
-        .inference_flops
+        count(&Toy, &SparsityConfig::uniform(s), &options(Method::Scratch))
+            .unwrap()
+            .totals
+            .inference_flops
     };
     let expected = 3.0 * (2.0 * f(0.0) + f(0.4375) + f(0.5)) / 4.0;
     assert!((c.training.flops_per_step - expected).abs() < 1e-9);
@@ -327,22 +323,12 @@ fn gradual_pruning_is_the_mean_over_the_schedule() {
         count(&Toy, &config, &o),
         Err(ModelError::InvalidCountOption(_))
     ));
-    let mut o = options(TrainingMethod::Rigl);
+    let mut o = options(Method::Rigl);
     o.training.delta_t = 0;
     assert!(count(&Toy, &config, &o).is_err());
     o.training.delta_t = 1;
     o.training.multiplier = 0.0;
     assert!(count(&Toy, &config, &o).is_err());
-}
-
-#[test]
-fn method_names_parse() {
-    assert_eq!("RigL".parse::<TrainingMethod>(), Ok(TrainingMethod::Rigl));
-    assert_eq!(
-        "scratch".parse::<TrainingMethod>(),
-        Ok(TrainingMethod::Static)
-    );
-    assert!("lottery".parse::<TrainingMethod>().is_err());
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Training FLOPs per step, by method, and gradual pruning's schedule.
 
-use super::{SpatialRule, TrainingMethod, TrainingOptions, count_layer};
+use super::{SpatialRule, TrainingOptions, count_layer};
 use crate::spec::LayerSpec;
+use rigl_core::Method;
 
 /// Forward FLOPs of `layers` at `sparsities`.
 pub(super) fn forward_flops(layers: &[LayerSpec], sparsities: &[f64], rule: SpatialRule) -> f64 {
@@ -13,12 +14,12 @@ pub(super) fn forward_flops(layers: &[LayerSpec], sparsities: &[f64], rule: Spat
 }
 
 /// Per-step training FLOPs of `method` from `f_s` and `f_d`.
-pub(super) fn step_flops(method: TrainingMethod, delta_t: u64, f_s: f64, f_d: f64) -> f64 {
+pub(super) fn step_flops(method: Method, delta_t: u64, f_s: f64, f_d: f64) -> f64 {
     match method {
-        TrainingMethod::Dense => 3.0 * f_d,
-        TrainingMethod::Static | TrainingMethod::Set | TrainingMethod::Snip => 3.0 * f_s,
-        TrainingMethod::Snfs => 2.0 * f_s + f_d,
-        TrainingMethod::Rigl | TrainingMethod::Pruning => {
+        Method::Dense => 3.0 * f_d,
+        Method::Scratch | Method::StaticRezero | Method::Set | Method::Snip => 3.0 * f_s,
+        Method::Snfs => 2.0 * f_s + f_d,
+        Method::Rigl | Method::Prune => {
             let dt = delta_t as f64;
             (3.0 * f_s * dt + 2.0 * f_s + f_d) / (dt + 1.0)
         }
