@@ -275,6 +275,8 @@ impl SparseTrainer {
         mut grads: GradientsParams,
     ) -> Result<StepOutcome<M>> {
         let lr = lr.into();
+        let t = self.state.step;
+        let is_update = self.is_update_step();
         let Some(updater) = self.updater.as_mut() else {
             let model = optim.step(lr, model, grads);
             self.state.step += 1;
@@ -284,12 +286,7 @@ impl SparseTrainer {
                 update: None,
             });
         };
-        let t = self.state.step;
         let (trains_first, seen) = (updater.trains_on_update_step(), updater.schedule_step(t));
-        let is_update = self.is_update_step();
-        let Some(updater) = self.updater.as_mut() else {
-            unreachable!("checked above")
-        };
         let needs_dense = updater.needs_dense_gradient(is_update);
         let layers = model.sparse_layers();
         let mode = current_mode(&model).unwrap_or(GradientMode::Masked);
