@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod bench;
 mod count;
 mod eval;
+mod metrics;
 mod plot;
 mod settings;
 mod train;

@@ -3,7 +3,7 @@
 //! an atomic checkpoint every epoch, a final summary) and `--resume`.
 
 use crate::CliError;
-use crate::plot::{Series, line_chart};
+use crate::metrics::{EpochRecord, read_json, write_atomic, write_outputs};
 use crate::settings::TrainSettings;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -407,33 +407,6 @@ macro_rules! with_model {
 }
 pub(crate) use with_model;
 
-/// One epoch's metrics.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// Epoch (1-based).
-    pub epoch: usize,
-    /// Optimizer steps taken so far.
-    pub step: i64,
-    /// Learning rate of the epoch.
-    pub lr: f64,
-    /// Mean training loss.
-    pub train_loss: f64,
-    /// Training accuracy (on the batches as trained).
-    pub train_accuracy: f64,
-    /// Test loss.
-    pub test_loss: f64,
-    /// Test accuracy.
-    pub test_accuracy: f64,
-    /// Global sparsity of the kernels.
-    pub sparsity: f64,
-    /// Per-layer density (active / total), by parameter path.
-    pub density: Vec<(String, f64)>,
-    /// Training throughput.
-    pub samples_per_second: f64,
-    /// Wall time of the epoch.
-    pub seconds: f64,
-}
-
 /// What a finished run reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -569,40 +542,63 @@ pub fn train(
     quiet: bool,
     out: &mut dyn Write,
 ) -> Result<Summary, CliError> {
-    let device = device(&settings.device)?.autodiff();
     let (train_set, test_set) = load_data(settings)?;
-    with_model!(settings, &train_set, &device, |model, arch| {
-        train_model(
-            settings, model, &arch, &train_set, &test_set, &device, run_dir, resume, quiet, out,
-        )
+    let run = TrainRun {
+        settings,
+        device: device(&settings.device)?.autodiff(),
+        train_set,
+        test_set,
+        run_dir,
+        resume,
+        quiet,
+    };
+    with_model!(settings, &run.train_set, &run.device, |model, arch| {
+        run.train(model, &arch, out)
     })
 }
 
 const CHECKPOINT: &str = "checkpoint.ckpt";
 
-#[allow(clippy::too_many_arguments)]
-fn train_model<M: Classifier, A: SparseArchitecture>(
-    s: &TrainSettings,
-    model: M,
-    arch: &A,
-    train_set: &ImageSet,
-    test_set: &ImageSet,
-    device: &Device,
-    run_dir: &Path,
+/// One `rigl train` run: its settings, device, data and run directory.
+struct TrainRun<'a> {
+    settings: &'a TrainSettings,
+    device: Device,
+    train_set: ImageSet,
+    test_set: ImageSet,
+    run_dir: &'a Path,
     resume: bool,
     quiet: bool,
-    out: &mut dyn Write,
-) -> Result<Summary, CliError> {
-    std::fs::create_dir_all(run_dir).map_err(|e| CliError::io(run_dir, e))?;
-    let ckpt = run_dir.join(CHECKPOINT);
-    let batches_per_epoch = train_set.len().div_ceil(s.batch_size);
-    let epochs = s.total_epochs();
-    let total_steps = (batches_per_epoch * epochs) as i64;
-    let (sparsity, depthwise) = sparsity_for(s, arch)?;
-    let dst = s.dst_config(total_steps)?;
+}
 
-    let (mut model, mut optim, mut trainer, mut history, mut updates, start_epoch) =
-        if resume && ckpt.is_file() {
+impl TrainRun<'_> {
+    /// Train `model` (of architecture `arch`), writing progress to `out`.
+    fn train<M: Classifier, A: SparseArchitecture>(
+        &self,
+        model: M,
+        arch: &A,
+        out: &mut dyn Write,
+    ) -> Result<Summary, CliError> {
+        let Self {
+            settings: s,
+            device,
+            train_set,
+            test_set,
+            run_dir,
+            resume,
+            quiet,
+        } = self;
+        let (run_dir, resume, quiet) = (*run_dir, *resume, *quiet);
+        std::fs::create_dir_all(run_dir).map_err(|e| CliError::io(run_dir, e))?;
+        let ckpt = run_dir.join(CHECKPOINT);
+        let batches_per_epoch = train_set.len().div_ceil(s.batch_size);
+        let epochs = s.total_epochs();
+        let total_steps = (batches_per_epoch * epochs) as i64;
+        let (sparsity, depthwise) = sparsity_for(s, arch)?;
+        let dst = s.dst_config(total_steps)?;
+
+        let (mut model, mut optim, mut trainer, mut history, mut updates, start_epoch) = if resume
+            && ckpt.is_file()
+        {
             let saved = TrainSettings::from_toml_file(&run_dir.join("config.toml"))?;
             if saved.model != s.model || saved.dataset != s.dataset || saved.method != s.method {
                 return Err(CliError::Invalid(format!(
@@ -644,182 +640,185 @@ fn train_model<M: Classifier, A: SparseArchitecture>(
                 0,
             )
         };
-    write_atomic(&run_dir.join("config.toml"), s.to_toml().as_bytes())?;
+        write_atomic(&run_dir.join("config.toml"), s.to_toml().as_bytes())?;
 
-    writeln!(
-        out,
-        "Training {} on {} ({} train / {} test images), {} at sparsity {} ({}), {} epochs of {} batches, run directory {}",
-        s.model,
-        s.dataset,
-        train_set.len(),
-        test_set.len(),
-        s.method,
-        s.sparsity,
-        s.distribution,
-        epochs,
-        batches_per_epoch,
-        run_dir.display()
-    )?;
-    if start_epoch == 0 {
-        writeln!(out, "{}", model.sparsity_report())?;
-    }
-
-    let smoothing = (s.label_smoothing > 0.0).then_some(s.label_smoothing as f32);
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_smoothing(smoothing)
-        .init(device);
-    let augment = (s.dataset.starts_with("cifar")).then_some(Augmentation { pad: 4, flip: true });
-    let mut stopped = false;
-    for epoch in start_epoch..epochs {
-        let mut lr = s.lr_at(epoch, trainer.step_count());
-        let order = train_set.epoch_order(s.seed, epoch as u32);
-        let bar = progress_bar(batches_per_epoch, epoch + 1, epochs, quiet);
-        let started = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
-        for (b, chunk) in order.chunks(s.batch_size).enumerate() {
-            if s.max_steps.is_some_and(|m| trainer.step_count() >= m) {
-                stopped = true;
-                break;
-            }
-            let (x, y) = train_set.batch(chunk, augment.map(|a| (a, s.seed, epoch as u32)), device);
-            let logits = model.logits(x);
-            let loss = loss_fn.forward(logits.clone(), y.clone());
-            let loss_value = loss.clone().into_scalar::<f64>();
-            if !loss_value.is_finite() {
-                return Err(CliError::Invalid(format!(
-                    "the loss became {loss_value} at step {}: lower the learning rate",
-                    trainer.step_count()
-                )));
-            }
-            correct += accuracy_count(logits.detach(), y.clone());
-            seen += chunk.len();
-            loss_sum += loss_value * chunk.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            lr = s.lr_at(epoch, trainer.step_count());
-            let step = trainer.step(model, &mut optim, lr, grads)?;
-            model = step.model;
-            if let Some(u) = step.update {
-                updates.push(u);
-            }
-            if b % 10 == 0 {
-                let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!(
-                    "loss {:.4} acc {:.3} {:.0} samples/s",
-                    loss_sum / seen.max(1) as f64,
-                    correct as f64 / seen.max(1) as f64,
-                    rate
-                ));
-            }
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
-        let (test_accuracy, test_loss) = evaluate(&model, test_set, device);
-        let report = model.sparsity_report();
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            step: trainer.step_count(),
-            lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
-            test_loss,
-            test_accuracy,
-            sparsity: report.sparsity,
-            density: report
-                .layers
-                .iter()
-                .map(|l| (l.path.clone(), 1.0 - l.sparsity))
-                .collect(),
-            samples_per_second: seen as f64 / seconds.max(1e-9),
-            seconds,
-        };
         writeln!(
             out,
-            "epoch {:>3}/{epochs}  step {:>6}  lr {:.4}  loss {:.4}  train acc {:.4}  test acc {:.4}  sparsity {:.4}  {:.0} samples/s",
-            record.epoch,
-            record.step,
-            lr,
-            record.train_loss,
-            record.train_accuracy,
-            record.test_accuracy,
-            record.sparsity,
-            record.samples_per_second
+            "Training {} on {} ({} train / {} test images), {} at sparsity {} ({}), {} epochs of {} batches, run directory {}",
+            s.model,
+            s.dataset,
+            train_set.len(),
+            test_set.len(),
+            s.method,
+            s.sparsity,
+            s.distribution,
+            epochs,
+            batches_per_epoch,
+            run_dir.display()
         )?;
-        history.push(record);
-        let user = HashMap::from([("epoch".to_string(), (epoch + 1).to_string())]);
-        save_checkpoint(&ckpt, &model, &optim, &trainer, &user)?;
-        write_outputs(run_dir, &history, &updates)?;
-        if stopped {
-            break;
+        if start_epoch == 0 {
+            writeln!(out, "{}", model.sparsity_report())?;
         }
-    }
 
-    let report = model.sparsity_report();
-    let options = CountOptions {
-        training: TrainingOptions {
-            method: s.method,
-            delta_t: s.delta_t.max(1) as u64,
-            multiplier: s.steps_multiplier,
-            ..TrainingOptions::default()
-        },
-        ..CountOptions::default()
-    };
-    let count = match s.method {
-        Method::Prune => rigl_models::counter::count(
-            arch,
-            &sparsity,
-            &CountOptions {
-                training: TrainingOptions {
-                    method: Method::Prune,
-                    pruning: rigl_models::counter::PruningSchedule {
-                        total_steps: total_steps.max(2) as u64,
-                        begin_step: dst.schedule().begin_step.max(0) as u64,
-                        end_step: dst.schedule().end_step.max(1) as u64,
-                    },
-                    ..options.training
-                },
-                ..options
+        let smoothing = (s.label_smoothing > 0.0).then_some(s.label_smoothing as f32);
+        let loss_fn = CrossEntropyLossConfig::new()
+            .with_smoothing(smoothing)
+            .init(device);
+        let augment =
+            (s.dataset.starts_with("cifar")).then_some(Augmentation { pad: 4, flip: true });
+        let mut stopped = false;
+        for epoch in start_epoch..epochs {
+            let mut lr = s.lr_at(epoch, trainer.step_count());
+            let order = train_set.epoch_order(s.seed, epoch as u32);
+            let bar = progress_bar(batches_per_epoch, epoch + 1, epochs, quiet);
+            let started = Instant::now();
+            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
+            for (b, chunk) in order.chunks(s.batch_size).enumerate() {
+                if s.max_steps.is_some_and(|m| trainer.step_count() >= m) {
+                    stopped = true;
+                    break;
+                }
+                let (x, y) =
+                    train_set.batch(chunk, augment.map(|a| (a, s.seed, epoch as u32)), device);
+                let logits = model.logits(x);
+                let loss = loss_fn.forward(logits.clone(), y.clone());
+                let loss_value = loss.clone().into_scalar::<f64>();
+                if !loss_value.is_finite() {
+                    return Err(CliError::Invalid(format!(
+                        "the loss became {loss_value} at step {}: lower the learning rate",
+                        trainer.step_count()
+                    )));
+                }
+                correct += accuracy_count(logits.detach(), y.clone());
+                seen += chunk.len();
+                loss_sum += loss_value * chunk.len() as f64;
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                lr = s.lr_at(epoch, trainer.step_count());
+                let step = trainer.step(model, &mut optim, lr, grads)?;
+                model = step.model;
+                if let Some(u) = step.update {
+                    updates.push(u);
+                }
+                if b % 10 == 0 {
+                    let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_message(format!(
+                        "loss {:.4} acc {:.3} {:.0} samples/s",
+                        loss_sum / seen.max(1) as f64,
+                        correct as f64 / seen.max(1) as f64,
+                        rate
+                    ));
+                }
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            let seconds = started.elapsed().as_secs_f64();
+            let (test_accuracy, test_loss) = evaluate(&model, test_set, device);
+            let report = model.sparsity_report();
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                step: trainer.step_count(),
+                lr,
+                train_loss: loss_sum / seen.max(1) as f64,
+                train_accuracy: correct as f64 / seen.max(1) as f64,
+                test_loss,
+                test_accuracy,
+                sparsity: report.sparsity,
+                density: report
+                    .layers
+                    .iter()
+                    .map(|l| (l.path.clone(), 1.0 - l.sparsity))
+                    .collect(),
+                samples_per_second: seen as f64 / seconds.max(1e-9),
+                seconds,
+            };
+            writeln!(
+                out,
+                "epoch {:>3}/{epochs}  step {:>6}  lr {:.4}  loss {:.4}  train acc {:.4}  test acc {:.4}  sparsity {:.4}  {:.0} samples/s",
+                record.epoch,
+                record.step,
+                lr,
+                record.train_loss,
+                record.train_accuracy,
+                record.test_accuracy,
+                record.sparsity,
+                record.samples_per_second
+            )?;
+            history.push(record);
+            let user = HashMap::from([("epoch".to_string(), (epoch + 1).to_string())]);
+            save_checkpoint(&ckpt, &model, &optim, &trainer, &user)?;
+            write_outputs(run_dir, &history, &updates)?;
+            if stopped {
+                break;
+            }
+        }
+
+        let report = model.sparsity_report();
+        let options = CountOptions {
+            training: TrainingOptions {
+                method: s.method,
+                delta_t: s.delta_t.max(1) as u64,
+                multiplier: s.steps_multiplier,
+                ..TrainingOptions::default()
             },
-        )?,
-        _ => count_model(&model, arch, &options)?,
-    };
-    let last = history.last();
-    let summary = Summary {
-        model: s.model.clone(),
-        dataset: s.dataset.clone(),
-        method: s.method.to_string(),
-        test_accuracy: last.map(|r| r.test_accuracy).unwrap_or(0.0),
-        best_test_accuracy: history.iter().map(|r| r.test_accuracy).fold(0.0, f64::max),
-        sparsity: report.sparsity,
-        nnz: report.nnz,
-        inference_flops: count.totals.inference_flops,
-        inference_flops_ratio: count.totals.inference_flops_ratio,
-        training_flops_ratio: count.totals.training_flops_ratio,
-        size_mb: count.totals.size_mb,
-        steps: trainer.step_count(),
-        epochs: history.len(),
-        train_seconds: history.iter().map(|r| r.seconds).sum(),
-    };
-    write_atomic(
-        &run_dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    writeln!(out, "\n{report}")?;
-    writeln!(
-        out,
-        "\nDone: test accuracy {:.4} (best {:.4}), sparsity {:.4} ({} active weights), inference {:.4e} FLOPs ({:.3}x dense), training {:.3}x dense FLOPs, {:.3} MB, {} steps in {:.1} s",
-        summary.test_accuracy,
-        summary.best_test_accuracy,
-        summary.sparsity,
-        summary.nnz,
-        summary.inference_flops,
-        summary.inference_flops_ratio,
-        summary.training_flops_ratio,
-        summary.size_mb,
-        summary.steps,
-        summary.train_seconds
-    )?;
-    Ok(summary)
+            ..CountOptions::default()
+        };
+        let count = match s.method {
+            Method::Prune => rigl_models::counter::count(
+                arch,
+                &sparsity,
+                &CountOptions {
+                    training: TrainingOptions {
+                        method: Method::Prune,
+                        pruning: rigl_models::counter::PruningSchedule {
+                            total_steps: total_steps.max(2) as u64,
+                            begin_step: dst.schedule().begin_step.max(0) as u64,
+                            end_step: dst.schedule().end_step.max(1) as u64,
+                        },
+                        ..options.training
+                    },
+                    ..options
+                },
+            )?,
+            _ => count_model(&model, arch, &options)?,
+        };
+        let last = history.last();
+        let summary = Summary {
+            model: s.model.clone(),
+            dataset: s.dataset.clone(),
+            method: s.method.to_string(),
+            test_accuracy: last.map(|r| r.test_accuracy).unwrap_or(0.0),
+            best_test_accuracy: history.iter().map(|r| r.test_accuracy).fold(0.0, f64::max),
+            sparsity: report.sparsity,
+            nnz: report.nnz,
+            inference_flops: count.totals.inference_flops,
+            inference_flops_ratio: count.totals.inference_flops_ratio,
+            training_flops_ratio: count.totals.training_flops_ratio,
+            size_mb: count.totals.size_mb,
+            steps: trainer.step_count(),
+            epochs: history.len(),
+            train_seconds: history.iter().map(|r| r.seconds).sum(),
+        };
+        write_atomic(
+            &run_dir.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        writeln!(out, "\n{report}")?;
+        writeln!(
+            out,
+            "\nDone: test accuracy {:.4} (best {:.4}), sparsity {:.4} ({} active weights), inference {:.4e} FLOPs ({:.3}x dense), training {:.3}x dense FLOPs, {:.3} MB, {} steps in {:.1} s",
+            summary.test_accuracy,
+            summary.best_test_accuracy,
+            summary.sparsity,
+            summary.nnz,
+            summary.inference_flops,
+            summary.inference_flops_ratio,
+            summary.training_flops_ratio,
+            summary.size_mb,
+            summary.steps,
+            summary.train_seconds
+        )?;
+        Ok(summary)
+    }
 }
 
 fn progress_bar(len: usize, epoch: usize, epochs: usize, quiet: bool) -> ProgressBar {
@@ -835,134 +834,6 @@ fn progress_bar(len: usize, epoch: usize, epochs: usize, quiet: bool) -> Progres
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-/// Write a file atomically (temporary file, then rename).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    rigl_core::io::write_atomic(path, bytes).map_err(CliError::from)
-}
-
-fn write_outputs(
-    dir: &Path,
-    history: &[EpochRecord],
-    updates: &[UpdateStats],
-) -> Result<(), CliError> {
-    write_atomic(
-        &dir.join("metrics.json"),
-        serde_json::to_string_pretty(history)?.as_bytes(),
-    )?;
-    write_atomic(
-        &dir.join("updates.json"),
-        serde_json::to_string(updates)?.as_bytes(),
-    )?;
-    let mut csv = String::from(
-        "epoch,step,lr,train_loss,train_accuracy,test_loss,test_accuracy,sparsity,samples_per_second,seconds\n",
-    );
-    for r in history {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
-            r.epoch,
-            r.step,
-            r.lr,
-            r.train_loss,
-            r.train_accuracy,
-            r.test_loss,
-            r.test_accuracy,
-            r.sparsity,
-            r.samples_per_second,
-            r.seconds
-        ));
-    }
-    write_atomic(&dir.join("metrics.csv"), csv.as_bytes())?;
-    let mut ucsv = String::from("step,drop_fraction,changed_fraction\n");
-    for u in updates {
-        ucsv.push_str(&format!(
-            "{},{},{}\n",
-            u.step,
-            u.drop_fraction,
-            u.changed_fraction()
-        ));
-    }
-    write_atomic(&dir.join("updates.csv"), ucsv.as_bytes())?;
-
-    let epochs = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
-        history.iter().map(|r| (r.epoch as f64, f(r))).collect()
-    };
-    let plots = [
-        (
-            "loss.svg",
-            line_chart(
-                "Loss",
-                "epoch",
-                "loss",
-                &[
-                    Series::new("train", epochs(|r| r.train_loss)),
-                    Series::new("test", epochs(|r| r.test_loss)),
-                ],
-            ),
-        ),
-        (
-            "accuracy.svg",
-            line_chart(
-                "Accuracy",
-                "epoch",
-                "accuracy",
-                &[
-                    Series::new("train", epochs(|r| r.train_accuracy)),
-                    Series::new("test", epochs(|r| r.test_accuracy)),
-                ],
-            ),
-        ),
-        (
-            "density.svg",
-            line_chart(
-                "Per-layer density",
-                "epoch",
-                "active / total",
-                &history
-                    .first()
-                    .map(|f| {
-                        f.density
-                            .iter()
-                            .enumerate()
-                            .map(|(i, (path, _))| {
-                                Series::new(
-                                    path,
-                                    history
-                                        .iter()
-                                        .map(|r| (r.epoch as f64, r.density[i].1))
-                                        .collect(),
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default(),
-            ),
-        ),
-        (
-            "changes.svg",
-            line_chart(
-                "Connections changed at each mask update",
-                "step",
-                "fraction of active connections new",
-                &[Series::new(
-                    "changed",
-                    updates
-                        .iter()
-                        .map(|u| (u.step as f64, u.changed_fraction()))
-                        .collect(),
-                )],
-            ),
-        ),
-    ];
-    for (name, svg) in plots {
-        write_atomic(&dir.join(name), svg.as_bytes())?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
