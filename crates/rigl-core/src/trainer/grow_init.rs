@@ -18,7 +18,8 @@ pub enum GrowInit {
     #[default]
     Zeros,
     /// `initial_dist_X`: a random permutation of the layer's initial weights (the values it had
-    /// when training started, kept by the trainer), divided by X.
+    /// when training started, kept by the trainer and its checkpoints), divided by X. A trainer
+    /// restored from a checkpoint written without them draws from the layer's current weights.
     InitialDist(f64),
     /// `random_normal_X`: `N(0, std(W)) / X`, with `std(W)` the population standard deviation of
     /// all stored weights of the layer (active and inactive, as the reference's

@@ -250,6 +250,7 @@ impl UpdateMapper<'_> {
                 upload(uniform_samples(self.seed, path, self.step, n)) * mean.expand([n])
             }
             GrowInit::InitialDist(_) => {
+                // Without kept initial weights (an older checkpoint), the current ones.
                 let initial = self
                     .initial_weights
                     .get(path)
