@@ -4,31 +4,9 @@ use crate::CliError;
 use clap::{Args, ValueEnum};
 use rigl_core::Method;
 use rigl_core::{Distribution, SparsityConfig};
-use rigl_models::counter::{self, CountOptions, PruningSchedule, SpatialRule};
-use rigl_models::{
-    MlpConfig, MobileNetV1Config, MobileNetV2Config, ResNetConfig, SparseArchitecture,
-    TrainingOptions, WideResNetConfig,
-};
+use rigl_models::counter::{self, CountOptions, PruningSchedule, SpatialRule, TrainingOptions};
+use rigl_models::{ModelKind, ModelOptions};
 use std::io::Write;
-
-/// The models `rigl count` knows.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelName {
-    /// MNIST multilayer perceptron, 784-300-100-10.
-    Mlp,
-    /// Wide ResNet (WRN-22-2 for CIFAR-10 by default).
-    #[value(alias = "wide-resnet", alias = "wide_resnet")]
-    Wrn,
-    /// ResNet-50 v1.5 for ImageNet.
-    #[value(alias = "resnet-50", alias = "resnet_50")]
-    Resnet50,
-    /// MobileNet v1 for ImageNet.
-    #[value(alias = "mobilenet_v1", alias = "mobilenetv1")]
-    MobilenetV1,
-    /// MobileNet v2 for ImageNet.
-    #[value(alias = "mobilenet_v2", alias = "mobilenetv2")]
-    MobilenetV2,
-}
 
 /// Output format.
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,9 +21,9 @@ pub enum Format {
 /// Arguments of `rigl count`.
 #[derive(Args, Debug, Clone)]
 pub struct CountArgs {
-    /// The model.
-    #[arg(long, value_enum)]
-    pub model: ModelName,
+    /// The model: mlp, wrn, resnet50, mobilenet-v1, mobilenet-v2.
+    #[arg(long)]
+    pub model: ModelKind,
     /// Sparsity distribution: uniform (the reference's `random`), er or erk.
     #[arg(long, default_value = "uniform")]
     pub distribution: Distribution,
@@ -177,110 +155,16 @@ impl CountArgs {
         }
     }
 
-    /// The model configuration the arguments describe.
-    ///
-    /// # Errors
-    /// [`CliError::Invalid`] for an option the model does not take or a value it cannot use.
-    pub fn architecture(&self) -> Result<Box<dyn SparseArchitecture>, CliError> {
-        let name = self
-            .model
-            .to_possible_value()
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default();
-        let not_for = |option: &str| {
-            Err(CliError::Invalid(format!(
-                "--{option} does not apply to {name}"
-            )))
-        };
-        if self.depth.is_some() && self.model != ModelName::Wrn {
-            return not_for("depth");
+    /// The model's knobs the arguments set.
+    pub fn model_options(&self) -> ModelOptions {
+        ModelOptions {
+            num_classes: self.num_classes,
+            input_size: self.input_size,
+            in_channels: self.in_channels,
+            width: self.width,
+            depth: self.depth,
+            dropout: None,
         }
-        Ok(match self.model {
-            ModelName::Mlp => {
-                if self.width.is_some() {
-                    return not_for("width");
-                }
-                let size = self.input_size.unwrap_or(28);
-                let mut c =
-                    MlpConfig::new().with_d_input(self.in_channels.unwrap_or(1) * size * size);
-                if let Some(n) = self.num_classes {
-                    c = c.with_num_classes(n);
-                }
-                Box::new(c)
-            }
-            ModelName::Wrn => {
-                let mut c = WideResNetConfig::new();
-                if let Some(w) = self.width {
-                    if w.fract() != 0.0 || w < 1.0 {
-                        return Err(CliError::Invalid(format!(
-                            "--width {w}: the widen factor of wrn is a positive integer"
-                        )));
-                    }
-                    c = c.with_widen_factor(w as usize);
-                }
-                if let Some(d) = self.depth {
-                    c = c.with_depth(d);
-                }
-                if let Some(n) = self.num_classes {
-                    c = c.with_num_classes(n);
-                }
-                if let Some(s) = self.input_size {
-                    c = c.with_input_size(s);
-                }
-                if let Some(ch) = self.in_channels {
-                    c = c.with_in_channels(ch);
-                }
-                Box::new(c)
-            }
-            ModelName::Resnet50 => {
-                if self.width.is_some() {
-                    return not_for("width");
-                }
-                let mut c = ResNetConfig::resnet50();
-                if let Some(n) = self.num_classes {
-                    c = c.with_num_classes(n);
-                }
-                if let Some(s) = self.input_size {
-                    c = c.with_input_size(s);
-                }
-                if let Some(ch) = self.in_channels {
-                    c = c.with_in_channels(ch);
-                }
-                Box::new(c)
-            }
-            ModelName::MobilenetV1 => {
-                let mut c = MobileNetV1Config::new();
-                if let Some(w) = self.width {
-                    c = c.with_width_multiplier(w);
-                }
-                if let Some(n) = self.num_classes {
-                    c = c.with_num_classes(n);
-                }
-                if let Some(s) = self.input_size {
-                    c = c.with_input_size(s);
-                }
-                if let Some(ch) = self.in_channels {
-                    c = c.with_in_channels(ch);
-                }
-                Box::new(c)
-            }
-            ModelName::MobilenetV2 => {
-                let mut c = MobileNetV2Config::new();
-                if let Some(w) = self.width {
-                    c = c.with_width_multiplier(w);
-                }
-                if let Some(n) = self.num_classes {
-                    c = c.with_num_classes(n);
-                }
-                if let Some(s) = self.input_size {
-                    c = c.with_input_size(s);
-                }
-                if let Some(ch) = self.in_channels {
-                    c = c.with_in_channels(ch);
-                }
-                Box::new(c)
-            }
-        })
     }
 }
 
@@ -290,8 +174,8 @@ impl CountArgs {
 /// Invalid arguments, sparsity or model configurations, and output failures.
 pub fn run(args: &CountArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let config = args.sparsity_config()?;
-    let arch = args.architecture()?;
-    let count = counter::count(arch.as_ref(), &config, &args.count_options())?;
+    let model = args.model.config(&args.model_options())?;
+    let count = counter::count(model.architecture(), &config, &args.count_options())?;
     match args.format {
         Format::Table => {
             let mut rules = Vec::new();
@@ -330,7 +214,7 @@ pub fn run(args: &CountArgs, out: &mut dyn Write) -> Result<(), CliError> {
             #[derive(serde::Serialize)]
             struct Report<'a> {
                 #[serde(flatten)]
-                count: &'a rigl_models::ModelCount,
+                count: &'a rigl_models::counter::ModelCount,
                 sparsity_config: &'a SparsityConfig,
             }
             let report = Report {
@@ -499,14 +383,15 @@ mod tests {
         assert_eq!(v["layers"][0]["shape"], serde_json::json!([16, 3, 3, 3]));
         let v = json(&["--model", "resnet50", "--spatial", "actual"]);
         assert_eq!(v["layers"][0]["output_size"], serde_json::json!([112, 112]));
-        assert!(matches!(
-            output(&["--model", "resnet50", "--width", "2"]),
-            Err(CliError::Invalid(_))
-        ));
-        assert!(matches!(
-            output(&["--model", "wrn", "--width", "1.5"]),
-            Err(CliError::Invalid(_))
-        ));
+        let err = output(&["--model", "resnet50", "--width", "2"]).unwrap_err();
+        assert!(matches!(err, CliError::Model(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("`width` does not apply to resnet50")
+        );
+        let err = output(&["--model", "wrn", "--width", "1.5"]).unwrap_err();
+        assert!(matches!(err, CliError::Model(_)), "{err:?}");
+        assert!(err.to_string().contains("positive integer"), "{err}");
         assert!(matches!(
             output(&["--model", "wrn", "--depth", "20"]),
             Err(CliError::Model(_))

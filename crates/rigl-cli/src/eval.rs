@@ -2,16 +2,13 @@
 
 use crate::CliError;
 use crate::settings::TrainSettings;
-use crate::train::{Classifier, device, evaluate, load_data, seeded, with_model};
+use crate::train::{device, evaluate, load_data, model_config, seeded};
 use burn::tensor::Device;
 use clap::Args;
 use rigl_core::{Sparsify, load_checkpoint};
 use rigl_data::ImageSet;
 use rigl_models::counter::{CountOptions, count_model};
-use rigl_models::{
-    MlpConfig, MobileNetV1Config, MobileNetV2Config, ResNetConfig, SparseArchitecture,
-    WideResNetConfig,
-};
+use rigl_models::{Classifier, ModelBuilder, SparseArchitecture, WithModel};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,9 +68,12 @@ pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
     s.train_subset = Some(1);
     let device = device(&s.device)?;
     let (train_set, test_set) = load_data(&s)?;
-    let e = with_model!(&s, &train_set, &device, |model, arch| evaluate_run(
-        model, &arch, dir, &test_set, &device
-    ))?;
+    let e = model_config(&s, &train_set)?.build(Evaluate {
+        seed: s.seed,
+        dir,
+        test_set: &test_set,
+        device: &device,
+    })?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
     } else {
@@ -90,6 +90,23 @@ pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
         )?;
     }
     Ok(())
+}
+
+/// Evaluate the model of a configuration (see [`rigl_models::ModelConfig::build`]).
+struct Evaluate<'a> {
+    seed: u64,
+    dir: &'a Path,
+    test_set: &'a ImageSet,
+    device: &'a Device,
+}
+
+impl WithModel for Evaluate<'_> {
+    type Output = Result<Evaluation, CliError>;
+
+    fn with<C: ModelBuilder>(self, config: &C) -> Self::Output {
+        let model = seeded(self.device, self.seed, || config.init_model(self.device));
+        evaluate_run(model, config, self.dir, self.test_set, self.device)
+    }
 }
 
 fn evaluate_run<M: Classifier, A: SparseArchitecture>(

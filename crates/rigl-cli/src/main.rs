@@ -1,6 +1,6 @@
 //! The `rigl` command-line tool for sparse networks. Each subcommand lives in its own module.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -86,13 +86,30 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args)?;
-    match cli.command {
+    match parse(args)?.command {
         Command::Count(args) => count::run(&args, out),
         Command::Train(args) => train::run(&args, out),
         Command::Eval(args) => eval::run(&args, out),
         Command::Bench(args) => bench::run(&args, out),
     }
+}
+
+/// Parse `args` (the first is the program name), recording which settings of `rigl train`
+/// the command line gives (only those override its config file).
+///
+/// # Errors
+/// [`CliError::Usage`] for arguments that do not parse.
+pub fn parse<I, T>(args: I) -> Result<Cli, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Command::Train(args), Some(("train", m))) = (&mut cli.command, matches.subcommand()) {
+        **args = std::mem::take(&mut **args).with_given(m);
+    }
+    Ok(cli)
 }
 
 fn main() -> ExitCode {

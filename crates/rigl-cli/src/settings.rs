@@ -2,187 +2,268 @@
 //! each overriding the one before.
 
 use crate::CliError;
+use clap::{ArgAction, Args, FromArgMatches};
 use rigl_core::optim::WeightDecayScope;
 use rigl_core::{Distribution, DropAnneal, DstConfig, GrowInit, MaskInit, Method, SparsityConfig};
+use rigl_data::ImageSet;
+use rigl_models::{ModelKind, ModelOptions};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Everything a training run is made of. In a TOML file, keys are the flags' names
-/// (`delta-t = 100`); on the command line, flags override the file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Everything a training run is made of, as flags of `rigl train` and as keys of a TOML file
+/// (`delta-t = 100`): one list, whose defaults are the flags' defaults.
+///
+/// [`TrainSettings::resolve`] merges the three layers: defaults, then the file, then the
+/// flags given on the command line.
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct TrainSettings {
     /// Model: mlp, wrn, resnet50, mobilenet-v1, mobilenet-v2.
-    pub model: String,
+    #[arg(long, default_value = "mlp")]
+    pub model: ModelKind,
     /// Data set: mnist, fashion-mnist, cifar10, imagefolder.
+    #[arg(long, default_value = "mnist")]
     pub dataset: String,
     /// Data directory (default: `$RIGL_DATA_DIR`, else the per-user cache).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Do not fetch a missing data set.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub no_fetch: bool,
     /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune (or the reference's
     /// names: baseline, static, momentum).
+    #[arg(long, default_value = "rigl")]
     pub method: Method,
     /// Sparsity distribution: uniform, er, erk.
+    #[arg(long, default_value = "uniform")]
     pub distribution: Distribution,
     /// Global sparsity in [0, 1).
+    #[arg(long, default_value_t = 0.9)]
     pub sparsity: f64,
     /// First-layer sparsity (0: dense, unmasked); unset: follow the distribution.
+    #[arg(long)]
     pub first_layer_sparsity: Option<f64>,
     /// Last-layer sparsity (0: dense, unmasked); unset: follow the distribution.
+    #[arg(long)]
     pub last_layer_sparsity: Option<f64>,
-    /// Custom per-layer sparsities, `PATTERN=S` (e.g. `fc2=0.882`).
+    /// Custom sparsity of the layers matching a pattern, `PATTERN=S` (e.g. `fc2=0.882`;
+    /// repeatable).
+    #[arg(long, value_name = "PATTERN=S")]
     pub custom_sparsity: Vec<String>,
     /// ERK power scale.
+    #[arg(long, default_value_t = 1.0)]
     pub erk_power_scale: f64,
     /// Initial masks: random or magnitude.
+    #[arg(long, default_value = "random")]
     pub mask_init: MaskInit,
     /// Steps between mask updates (delta T).
+    #[arg(long, default_value_t = 100)]
     pub delta_t: i64,
-    /// Drop fraction (alpha).
+    /// Fraction of active connections dropped and regrown per update (alpha).
+    #[arg(long, default_value_t = 0.3)]
     pub drop_fraction: f64,
     /// Drop-fraction anneal: constant, cosine, exponential_K.
+    #[arg(long, default_value = "cosine")]
     pub drop_anneal: String,
     /// First step of mask updates.
+    #[arg(long, default_value_t = 0)]
     pub begin_step: i64,
     /// Last step of mask updates; unset: 75% of the run (negative: never stop).
+    #[arg(long, allow_hyphen_values = true)]
     pub end_step: Option<i64>,
-    /// Scales the run: epochs, learning-rate decay epochs and begin/end steps.
+    /// Scales the run: epochs, learning-rate boundaries and mask begin/end steps (steps
+    /// truncated).
+    #[arg(long, default_value_t = 1.0)]
     pub steps_multiplier: f64,
     /// Take the optimizer step on RigL's update iterations too.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub train_on_update_steps: bool,
     /// Weight of new connections: zeros, initial_dist[_X], random_normal[_X],
     /// random_uniform[_X], and for RigL grad_scale[_X], grad_sign[_X] (the reference's
     /// `grow_init`; X divides).
+    #[arg(long, default_value = "zeros")]
     pub grow_init: String,
     /// RigL: optimizer slots of new connections start at this multiple of the dense gradient
     /// (the reference's `rigl_acc_scale`; 0: zero).
+    #[arg(long, default_value_t = 0.0)]
     pub rigl_acc_scale: f64,
-    /// Gradual pruning's threshold smoothing (model_pruning's `threshold_decay`).
+    /// Gradual pruning's threshold smoothing in [0, 1) (model_pruning's `threshold_decay`).
+    #[arg(long, default_value_t = 0.0)]
     pub threshold_decay: f64,
     /// Mask depthwise kernels too (the reference's MobileNets never mask them, nor decay them).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub mask_depthwise: bool,
     /// Label smoothing of the cross-entropy loss.
+    #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
     /// Initial learning rate.
+    #[arg(long, default_value_t = 0.1)]
     pub lr: f64,
-    /// Epochs at which the learning rate is multiplied by `lr-decay-factor`.
+    /// Epochs at which the learning rate is multiplied by `lr-decay-factor`, comma separated
+    /// (e.g. 75,95).
+    #[arg(long, value_delimiter = ',')]
     pub lr_decay_epochs: Vec<f64>,
-    /// Optimizer steps after which the learning rate is multiplied by `lr-decay-factor` (the
-    /// reference's piecewise-constant schedule on the global step: the rate drops once the
-    /// step exceeds a boundary). RigL's mask-only update iterations do not advance the step.
-    /// Exclusive with `lr-decay-epochs`.
+    /// Optimizer steps after which the learning rate is multiplied by `lr-decay-factor`, comma
+    /// separated (the reference's piecewise-constant schedule on the global step: the rate
+    /// drops once the step exceeds a boundary; RigL's mask-only update iterations do not
+    /// advance the step). Exclusive with `lr-decay-epochs`.
+    #[arg(long, value_delimiter = ',')]
     pub lr_decay_steps: Vec<i64>,
     /// Learning-rate decay factor: after the i-th boundary the rate is `lr * factor^i`.
+    #[arg(long, default_value_t = 0.1)]
     pub lr_decay_factor: f64,
-    /// Multipliers of `lr` after each boundary, one per boundary, instead of powers of
-    /// `lr-decay-factor` (the reference's MobileNet schedule: 0.1, 0.01, 0.001, 0.0003).
+    /// Multipliers of `lr` after each boundary, one per boundary, comma separated, instead of
+    /// powers of `lr-decay-factor` (the reference's MobileNet schedule: 0.1,0.01,0.001,0.0003).
+    #[arg(long, value_delimiter = ',')]
     pub lr_multipliers: Vec<f64>,
     /// Linear warm-up: the rate grows from 0 to `lr` over the first N optimizer steps (the
     /// reference's MobileNet schedule warms up over 8 epochs).
+    #[arg(long, default_value_t = 0)]
     pub lr_warmup_steps: i64,
     /// SGD momentum (0: none).
+    #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
     /// Nesterov momentum.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = true)]
     pub nesterov: bool,
     /// L2 weight decay.
+    #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
     /// Which parameters the weight decay applies to: kernels (the reference's L2 on conv and
     /// dense kernels only, never biases or normalisation parameters) or all (Burn's).
+    #[arg(long, default_value = "kernels")]
     pub weight_decay_scope: WeightDecayScope,
     /// Batch size.
+    #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
     /// Epochs.
+    #[arg(long, default_value_t = 10)]
     pub epochs: usize,
     /// Stop after this many optimizer steps (for short runs).
+    #[arg(long)]
     pub max_steps: Option<i64>,
     /// Use only the first N training images.
+    #[arg(long)]
     pub train_subset: Option<usize>,
     /// Use only the first N test images.
+    #[arg(long)]
     pub test_subset: Option<usize>,
-    /// Seed of masks, data order and augmentation.
+    /// Seed of weights, masks, data order and augmentation.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Device: flex (CPU), wgpu, cuda.
+    #[arg(long, default_value = "flex")]
     pub device: String,
-    /// WideResNet depth.
-    pub wrn_depth: usize,
-    /// WideResNet widen factor.
-    pub wrn_width: usize,
-    /// Dropout in WideResNet blocks.
-    pub dropout: f64,
-    /// MobileNet width multiplier.
-    pub width_multiplier: f64,
-    /// Input resolution for image folders.
-    pub image_size: usize,
+    /// Width: the widen factor k of wrn (an integer; default 2) or the width multiplier of the
+    /// MobileNets (default 1).
+    #[arg(long)]
+    pub width: Option<f64>,
+    /// Depth of wrn, 6n + 4 (default 22).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Dropout in wrn's blocks, in [0, 1) (default 0.3).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Resolution image folders are loaded at (default 224; the other data sets have their
+    /// own).
+    #[arg(long)]
+    pub input_size: Option<usize>,
 }
 
+/// Keys of earlier versions, read as the key they became.
+const RENAMED_KEYS: [(&str, &str); 4] = [
+    ("wrn-depth", "depth"),
+    ("wrn-width", "width"),
+    ("width-multiplier", "width"),
+    ("image-size", "input-size"),
+];
+
 impl Default for TrainSettings {
+    /// The flags' defaults.
     fn default() -> Self {
-        Self {
-            model: "mlp".into(),
-            dataset: "mnist".into(),
-            data_dir: None,
-            no_fetch: false,
-            method: Method::Rigl,
-            distribution: Distribution::Uniform,
-            sparsity: 0.9,
-            first_layer_sparsity: None,
-            last_layer_sparsity: None,
-            custom_sparsity: Vec::new(),
-            erk_power_scale: 1.0,
-            mask_init: MaskInit::Random,
-            delta_t: 100,
-            drop_fraction: 0.3,
-            drop_anneal: "cosine".into(),
-            begin_step: 0,
-            end_step: None,
-            steps_multiplier: 1.0,
-            train_on_update_steps: false,
-            grow_init: "zeros".into(),
-            rigl_acc_scale: 0.0,
-            threshold_decay: 0.0,
-            mask_depthwise: false,
-            label_smoothing: 0.0,
-            lr: 0.1,
-            lr_decay_epochs: Vec::new(),
-            lr_decay_steps: Vec::new(),
-            lr_decay_factor: 0.1,
-            lr_multipliers: Vec::new(),
-            lr_warmup_steps: 0,
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 1e-4,
-            weight_decay_scope: WeightDecayScope::Kernels,
-            batch_size: 100,
-            epochs: 10,
-            max_steps: None,
-            train_subset: None,
-            test_subset: None,
-            seed: 0,
-            device: "flex".into(),
-            wrn_depth: 22,
-            wrn_width: 2,
-            dropout: 0.3,
-            width_multiplier: 1.0,
-            image_size: 224,
-        }
+        let command = Self::augment_args(clap::Command::new("defaults"));
+        let matches = command
+            .try_get_matches_from(["defaults"])
+            .expect("every setting has a default or is optional");
+        Self::from_arg_matches(&matches).expect("the defaults parse")
     }
 }
 
 impl TrainSettings {
+    /// The settings of a run: the defaults, then the keys of `file` (TOML), then the settings
+    /// of `flags` whose ids (field names) are in `given`, the flags given on the command line.
+    /// A learning-rate schedule given by flag replaces the other kind from the file. The
+    /// result is validated.
+    ///
+    /// # Errors
+    /// [`CliError::Config`] for a file that cannot be read or parsed; [`CliError::Invalid`]
+    /// for invalid values.
+    pub fn resolve(
+        file: Option<&Path>,
+        flags: &TrainSettings,
+        given: &[String],
+    ) -> Result<Self, CliError> {
+        let mut table = match file {
+            Some(path) => {
+                let (table, _) = Self::read_toml_file(path)?;
+                table
+            }
+            None => toml::Table::new(),
+        };
+        let flags = toml::Table::try_from(flags)
+            .map_err(|e| CliError::Invalid(format!("cannot represent the flags: {e}")))?;
+        let given: Vec<String> = given.iter().map(|id| id.replace('_', "-")).collect();
+        for key in &given {
+            if let Some(value) = flags.get(key) {
+                table.insert(key.clone(), value.clone());
+            }
+        }
+        for (flag, other) in [
+            ("lr-decay-steps", "lr-decay-epochs"),
+            ("lr-decay-epochs", "lr-decay-steps"),
+        ] {
+            if given.iter().any(|k| k == flag) && !given.iter().any(|k| k == other) {
+                table.remove(other);
+            }
+        }
+        let settings = Self::deserialize(table).map_err(|e| CliError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// Read a TOML file.
     ///
     /// # Errors
     /// [`CliError::Config`] naming the file and the key or value at fault.
     pub fn from_toml_file(path: &Path) -> Result<Self, CliError> {
-        let text = std::fs::read_to_string(path).map_err(|e| CliError::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Self::from_toml(&text).map_err(|reason| CliError::Config {
+        Self::read_toml_file(path).map(|(_, settings)| settings)
+    }
+
+    /// The file's keys (earlier names renamed) and the settings they make.
+    fn read_toml_file(path: &Path) -> Result<(toml::Table, Self), CliError> {
+        let config = |reason: String| CliError::Config {
             path: path.to_path_buf(),
             reason,
-        })
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| config(e.to_string()))?;
+        let table = Self::toml_table(&text).map_err(config)?;
+        let settings = Self::deserialize(table.clone()).map_err(|e| config(e.to_string()))?;
+        Ok((table, settings))
+    }
+
+    fn toml_table(text: &str) -> Result<toml::Table, String> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (old, new) in RENAMED_KEYS {
+            if let Some(value) = table.remove(old) {
+                if table.contains_key(new) {
+                    return Err(format!(
+                        "`{old}` and `{new}` are both set: `{old}` is the earlier name of `{new}`"
+                    ));
+                }
+                table.insert(new.to_string(), value);
+            }
+        }
+        Ok(table)
     }
 
     /// Parse TOML text.
@@ -190,12 +271,24 @@ impl TrainSettings {
     /// # Errors
     /// The parser's message (unknown key, wrong type, ...).
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        Self::deserialize(Self::toml_table(text)?).map_err(|e| e.to_string())
     }
 
     /// The settings as TOML (what a run directory keeps as `config.toml`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The model's knobs: the settings' own, and the data's classes, channels and size.
+    pub fn model_options(&self, data: &ImageSet) -> ModelOptions {
+        ModelOptions {
+            num_classes: Some(data.classes),
+            input_size: Some(data.height),
+            in_channels: Some(data.channels),
+            width: self.width,
+            depth: self.depth,
+            dropout: self.dropout,
+        }
     }
 
     /// The sparsity configuration.

@@ -12,23 +12,21 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::tensor::{Device, Int, Tensor};
 use clap::Args;
+use clap::parser::ValueSource;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rigl_core::optim::{SparseSgd, SparseSgdConfig};
 use rigl_core::{Method, SparseTrainer, Sparsify, UpdateStats, load_checkpoint, save_checkpoint};
 use rigl_data::{Augmentation, ImageSet, MnistVariant, Split};
 use rigl_models::counter::{CountOptions, TrainingOptions, count_model};
-use rigl_models::{
-    Mlp, MlpConfig, MobileNetV1, MobileNetV1Config, MobileNetV2, MobileNetV2Config, ResNet,
-    ResNetConfig, SparseArchitecture, WideResNet, WideResNetConfig,
-};
+use rigl_models::{Classifier, ModelBuilder, ModelConfig, SparseArchitecture, WithModel};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Arguments of `rigl train`. Every setting can also come from `--config FILE` (TOML, same
-/// names as the flags); flags override the file.
+/// Arguments of `rigl train`: where the run lives, and its [`TrainSettings`], which can also
+/// come from `--config FILE` (TOML, keys named as the flags); flags override the file.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrainArgs {
     /// TOML file with settings (keys are the flag names, e.g. `delta-t = 100`).
@@ -43,199 +41,32 @@ pub struct TrainArgs {
     /// No progress bar; one line per epoch.
     #[arg(long)]
     pub quiet: bool,
-    /// Model: mlp, wrn, resnet50, mobilenet-v1, mobilenet-v2.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Data set: mnist, fashion-mnist, cifar10, imagefolder.
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// Data directory (default: $RIGL_DATA_DIR, else ~/.cache/rigl-burn/data).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Do not fetch a missing data set.
-    #[arg(long)]
-    pub no_fetch: bool,
-    /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune (or the reference's
-    /// names: baseline, static, momentum).
-    #[arg(long)]
-    pub method: Option<rigl_core::Method>,
-    /// Sparsity distribution: uniform, er, erk.
-    #[arg(long)]
-    pub distribution: Option<rigl_core::Distribution>,
-    /// Global sparsity in [0, 1).
-    #[arg(long)]
-    pub sparsity: Option<f64>,
-    /// First-layer sparsity (0 = dense, unmasked).
-    #[arg(long)]
-    pub first_layer_sparsity: Option<f64>,
-    /// Last-layer sparsity (0 = dense, unmasked).
-    #[arg(long)]
-    pub last_layer_sparsity: Option<f64>,
-    /// Custom sparsity of the layers matching a pattern, PATTERN=S (repeatable).
-    #[arg(long)]
-    pub custom_sparsity: Vec<String>,
-    /// ERK power scale.
-    #[arg(long)]
-    pub erk_power_scale: Option<f64>,
-    /// Steps between mask updates (delta T).
-    #[arg(long)]
-    pub delta_t: Option<i64>,
-    /// Fraction of active connections dropped and regrown per update.
-    #[arg(long)]
-    pub drop_fraction: Option<f64>,
-    /// Drop-fraction anneal: constant, cosine, exponential_K.
-    #[arg(long)]
-    pub drop_anneal: Option<String>,
-    /// First step of mask updates.
-    #[arg(long)]
-    pub begin_step: Option<i64>,
-    /// Last step of mask updates (default: 75% of the run; negative: never stop).
-    #[arg(long, allow_hyphen_values = true)]
-    pub end_step: Option<i64>,
-    /// Scales epochs, learning-rate boundaries and mask begin/end steps (steps truncated).
-    #[arg(long)]
-    pub steps_multiplier: Option<f64>,
-    /// Weight of new connections: zeros, initial_dist[_X], random_normal[_X],
-    /// random_uniform[_X], grad_scale[_X], grad_sign[_X] (X divides; the last two RigL only).
-    #[arg(long)]
-    pub grow_init: Option<String>,
-    /// RigL: optimizer slots of new connections start at this multiple of the dense gradient.
-    #[arg(long)]
-    pub rigl_acc_scale: Option<f64>,
-    /// Gradual pruning's threshold smoothing in [0, 1).
-    #[arg(long)]
-    pub threshold_decay: Option<f64>,
-    /// Mask depthwise kernels too (the reference never masks them).
-    #[arg(long)]
-    pub mask_depthwise: Option<bool>,
-    /// Label smoothing of the loss.
-    #[arg(long)]
-    pub label_smoothing: Option<f64>,
-    /// Initial learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Epochs at which the learning rate decays, comma separated (e.g. 75,95).
-    #[arg(long, value_delimiter = ',')]
-    pub lr_decay_epochs: Option<Vec<f64>>,
-    /// Optimizer steps after which the learning rate decays, comma separated (e.g.
-    /// 30000,60000,90000); exclusive with --lr-decay-epochs.
-    #[arg(long, value_delimiter = ',')]
-    pub lr_decay_steps: Option<Vec<i64>>,
-    /// Learning-rate decay factor (e.g. 0.3333).
-    #[arg(long)]
-    pub lr_decay_factor: Option<f64>,
-    /// Multipliers of the learning rate after each boundary, comma separated, instead of powers
-    /// of the decay factor (e.g. 0.1,0.01,0.001,0.0003).
-    #[arg(long, value_delimiter = ',')]
-    pub lr_multipliers: Option<Vec<f64>>,
-    /// Linear learning-rate warm-up from 0 over this many optimizer steps.
-    #[arg(long)]
-    pub lr_warmup_steps: Option<i64>,
-    /// SGD momentum.
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    /// Nesterov momentum (true/false).
-    #[arg(long)]
-    pub nesterov: Option<bool>,
-    /// L2 weight decay.
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Parameters the weight decay applies to: kernels (the reference's, default) or all.
-    #[arg(long)]
-    pub weight_decay_scope: Option<rigl_core::optim::WeightDecayScope>,
-    /// Batch size.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Epochs.
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Stop after this many optimizer steps.
-    #[arg(long)]
-    pub max_steps: Option<i64>,
-    /// Use only the first N training images.
-    #[arg(long)]
-    pub train_subset: Option<usize>,
-    /// Use only the first N test images.
-    #[arg(long)]
-    pub test_subset: Option<usize>,
-    /// Seed of masks, data order and augmentation.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Device: flex (CPU), wgpu, cuda.
-    #[arg(long)]
-    pub device: Option<String>,
+    /// The settings as the flags give them (defaults where a flag is absent).
+    #[command(flatten)]
+    pub flags: TrainSettings,
+    /// The ids of the settings given on the command line (see [`TrainArgs::with_given`]).
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
 
 impl TrainArgs {
-    /// The settings: defaults, then the config file, then the flags.
+    /// Record which settings `matches` (of the `train` subcommand) took from the command line,
+    /// so that only those override the config file.
+    pub fn with_given(mut self, matches: &clap::ArgMatches) -> Self {
+        self.given = matches
+            .ids()
+            .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .map(|id| id.as_str().to_string())
+            .collect();
+        self
+    }
+
+    /// The settings: defaults, then the config file, then the flags given.
     ///
     /// # Errors
     /// Config-file errors and invalid values.
     pub fn settings(&self) -> Result<TrainSettings, CliError> {
-        let mut s = match &self.config {
-            Some(p) => TrainSettings::from_toml_file(p)?,
-            None => TrainSettings::default(),
-        };
-        macro_rules! set {
-            ($($f:ident),*) => {$( if let Some(v) = self.$f.clone() { s.$f = v; } )*};
-        }
-        set!(
-            model,
-            dataset,
-            method,
-            distribution,
-            sparsity,
-            erk_power_scale,
-            delta_t,
-            drop_fraction,
-            drop_anneal,
-            begin_step,
-            steps_multiplier,
-            grow_init,
-            rigl_acc_scale,
-            threshold_decay,
-            mask_depthwise,
-            label_smoothing,
-            lr,
-            lr_decay_epochs,
-            lr_decay_steps,
-            lr_decay_factor,
-            lr_multipliers,
-            lr_warmup_steps,
-            momentum,
-            nesterov,
-            weight_decay,
-            weight_decay_scope,
-            batch_size,
-            epochs,
-            seed,
-            device
-        );
-        macro_rules! set_opt {
-            ($($f:ident),*) => {$( if self.$f.is_some() { s.$f = self.$f.clone(); } )*};
-        }
-        set_opt!(
-            data_dir,
-            first_layer_sparsity,
-            last_layer_sparsity,
-            end_step,
-            max_steps,
-            train_subset,
-            test_subset
-        );
-        // A schedule given by flag replaces the other kind from the file.
-        if self.lr_decay_steps.is_some() && self.lr_decay_epochs.is_none() {
-            s.lr_decay_epochs.clear();
-        }
-        if self.lr_decay_epochs.is_some() && self.lr_decay_steps.is_none() {
-            s.lr_decay_steps.clear();
-        }
-        if !self.custom_sparsity.is_empty() {
-            s.custom_sparsity = self.custom_sparsity.clone();
-        }
-        s.no_fetch |= self.no_fetch;
-        s.validate()?;
-        Ok(s)
+        TrainSettings::resolve(self.config.as_deref(), &self.flags, &self.given)
     }
 }
 
@@ -285,7 +116,7 @@ pub fn load_data(settings: &TrainSettings) -> Result<(ImageSet, ImageSet), CliEr
             let load = |split: &str| -> Result<ImageSet, CliError> {
                 Ok(
                     rigl_data::image_folder::ImageFolder::open(&root.join(split))?
-                        .load(settings.image_size)?,
+                        .load(settings.input_size.unwrap_or(224))?,
                 )
             };
             (load("train")?, load("val")?)
@@ -307,29 +138,6 @@ pub fn load_data(settings: &TrainSettings) -> Result<(ImageSet, ImageSet), CliEr
     Ok((train, test))
 }
 
-/// A classifier of image batches `[b, c, h, w]`.
-pub trait Classifier: Module + 'static {
-    /// Logits `[b, classes]`.
-    fn logits(&self, x: Tensor<4>) -> Tensor<2>;
-}
-
-impl Classifier for Mlp {
-    fn logits(&self, x: Tensor<4>) -> Tensor<2> {
-        self.forward_images(x)
-    }
-}
-
-macro_rules! classifier {
-    ($($t:ty),*) => {$(
-        impl Classifier for $t {
-            fn logits(&self, x: Tensor<4>) -> Tensor<2> {
-                self.forward(x)
-            }
-        }
-    )*};
-}
-classifier!(WideResNet, ResNet, MobileNetV1, MobileNetV2);
-
 static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Build a model with the backend's generator seeded by `seed`, so a run's initial weights
@@ -349,63 +157,13 @@ pub fn seeded<M: Module>(device: &Device, seed: u64, init: impl FnOnce() -> M) -
     model
 }
 
-/// Run `f` with the model and architecture `settings` name, sized for `data`.
-macro_rules! with_model {
-    ($settings:expr, $data:expr, $device:expr, |$model:ident, $arch:ident| $body:expr) => {{
-        let s = $settings;
-        let d: &ImageSet = $data;
-        match s.model.as_str() {
-            "mlp" => {
-                let $arch = MlpConfig::new()
-                    .with_d_input(d.image_size())
-                    .with_num_classes(d.classes);
-                let $model = seeded($device, s.seed, || $arch.init($device));
-                $body
-            }
-            "wrn" | "wide-resnet" => {
-                let $arch = WideResNetConfig::new()
-                    .with_depth(s.wrn_depth)
-                    .with_widen_factor(s.wrn_width)
-                    .with_dropout(s.dropout)
-                    .with_num_classes(d.classes)
-                    .with_in_channels(d.channels)
-                    .with_input_size(d.height);
-                let $model = seeded($device, s.seed, || $arch.init($device));
-                $body
-            }
-            "resnet50" => {
-                let $arch = ResNetConfig::new()
-                    .with_num_classes(d.classes)
-                    .with_in_channels(d.channels)
-                    .with_input_size(d.height);
-                let $model = seeded($device, s.seed, || $arch.init($device));
-                $body
-            }
-            "mobilenet-v1" | "mobilenet_v1" => {
-                let $arch = MobileNetV1Config::new()
-                    .with_width_multiplier(s.width_multiplier)
-                    .with_num_classes(d.classes)
-                    .with_in_channels(d.channels)
-                    .with_input_size(d.height);
-                let $model = seeded($device, s.seed, || $arch.init($device));
-                $body
-            }
-            "mobilenet-v2" | "mobilenet_v2" => {
-                let $arch = MobileNetV2Config::new()
-                    .with_width_multiplier(s.width_multiplier)
-                    .with_num_classes(d.classes)
-                    .with_in_channels(d.channels)
-                    .with_input_size(d.height);
-                let $model = seeded($device, s.seed, || $arch.init($device));
-                $body
-            }
-            other => Err(CliError::Invalid(format!(
-                "unknown model `{other}`: expected mlp, wrn, resnet50, mobilenet-v1 or mobilenet-v2"
-            ))),
-        }
-    }};
+/// The model configuration `settings` name, sized for `data` (classes, channels, resolution).
+///
+/// # Errors
+/// [`CliError::Model`] for a knob the model does not take or a value it cannot use.
+pub fn model_config(settings: &TrainSettings, data: &ImageSet) -> Result<ModelConfig, CliError> {
+    Ok(settings.model.config(&settings.model_options(data))?)
 }
-pub(crate) use with_model;
 
 /// What a finished run reports.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -552,9 +310,23 @@ pub fn train(
         resume,
         quiet,
     };
-    with_model!(settings, &run.train_set, &run.device, |model, arch| {
-        run.train(model, &arch, out)
-    })
+    model_config(settings, &run.train_set)?.build(Train { run: &run, out })
+}
+
+/// Train the model of a configuration (see [`ModelConfig::build`]).
+struct Train<'a, 'o> {
+    run: &'a TrainRun<'a>,
+    out: &'o mut dyn Write,
+}
+
+impl WithModel for Train<'_, '_> {
+    type Output = Result<Summary, CliError>;
+
+    fn with<C: ModelBuilder>(self, config: &C) -> Self::Output {
+        let device = &self.run.device;
+        let model = seeded(device, self.run.settings.seed, || config.init_model(device));
+        self.run.train(model, config, self.out)
+    }
 }
 
 const CHECKPOINT: &str = "checkpoint.ckpt";
@@ -783,7 +555,7 @@ impl TrainRun<'_> {
         };
         let last = history.last();
         let summary = Summary {
-            model: s.model.clone(),
+            model: s.model.to_string(),
             dataset: s.dataset.clone(),
             method: s.method.to_string(),
             test_accuracy: last.map(|r| r.test_accuracy).unwrap_or(0.0),
@@ -840,11 +612,10 @@ fn progress_bar(len: usize, epoch: usize, epochs: usize, quiet: bool) -> Progres
 mod tests {
     use super::*;
     use crate::{CliError, run as cli};
+    use rigl_models::{MlpConfig, MobileNetV1Config, ModelKind, WideResNetConfig};
 
     fn parse(args: &[&str]) -> Result<TrainSettings, CliError> {
-        let cli = <crate::Cli as clap::Parser>::try_parse_from(
-            ["rigl", "train"].iter().chain(args.iter()),
-        )?;
+        let cli = crate::parse(["rigl", "train"].iter().chain(args.iter()))?;
         match cli.command {
             crate::Command::Train(a) => a.settings(),
             _ => unreachable!(),
@@ -908,6 +679,101 @@ mod tests {
         // The resolved settings round-trip through TOML.
         let s = parse(&["--method", "rigl", "--custom-sparsity", "fc2=0.882"]).unwrap();
         assert_eq!(TrainSettings::from_toml(&s.to_toml()).unwrap(), s);
+    }
+
+    #[test]
+    fn a_flag_given_at_its_default_still_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.toml");
+        std::fs::write(
+            &file,
+            "lr = 0.2\nnesterov = false\nno-fetch = true\nseed = 5\nlr-decay-steps = [10]\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let s = parse(&["--config", f]).unwrap();
+        assert_eq!(
+            (s.lr, s.nesterov, s.no_fetch, s.seed),
+            (0.2, false, true, 5)
+        );
+        // 0.1, true and 0 are the defaults: given on the command line, they still win.
+        let s = parse(&[
+            "--config",
+            f,
+            "--lr",
+            "0.1",
+            "--nesterov",
+            "--no-fetch",
+            "false",
+            "--seed",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.lr, s.nesterov, s.no_fetch, s.seed),
+            (0.1, true, false, 0)
+        );
+        assert_eq!(s.lr_decay_steps, [10], "the file's schedule stays");
+        // A schedule of the other kind by flag replaces the file's.
+        let s = parse(&["--config", f, "--lr-decay-epochs", "3"]).unwrap();
+        assert_eq!(
+            (s.lr_decay_epochs.as_slice(), s.lr_decay_steps.len()),
+            (&[3.0][..], 0)
+        );
+        // Without a file the defaults are the flags' defaults.
+        assert_eq!(parse(&[]).unwrap(), TrainSettings::default());
+        assert_eq!(
+            TrainSettings::from_toml("").unwrap(),
+            TrainSettings::default()
+        );
+    }
+
+    #[test]
+    fn earlier_key_names_still_read() {
+        let s = TrainSettings::from_toml(
+            "model = \"wrn\"\nwrn-depth = 16\nwrn-width = 4\nimage-size = 64\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.model, s.depth, s.width),
+            (ModelKind::Wrn, Some(16), Some(4.0))
+        );
+        assert_eq!(s.input_size, Some(64));
+        let s = TrainSettings::from_toml("width-multiplier = 0.5\n").unwrap();
+        assert_eq!(s.width, Some(0.5));
+        let err = TrainSettings::from_toml("width = 2\nwrn-width = 2\n").unwrap_err();
+        assert!(
+            err.contains("`wrn-width` and `width` are both set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn model_knobs_are_checked_against_the_model() {
+        let data = ImageSet {
+            pixels: vec![0; 28 * 28],
+            labels: vec![0],
+            channels: 1,
+            height: 28,
+            width: 28,
+            classes: 10,
+            normalization: vec![(0.0, 1.0)],
+        };
+        let config = |args: &[&str]| model_config(&parse(args).unwrap(), &data);
+        let ModelConfig::Wrn(c) =
+            config(&["--model", "wrn", "--depth", "16", "--width", "4"]).unwrap()
+        else {
+            panic!("not a wrn")
+        };
+        assert_eq!(
+            (c.depth, c.widen_factor, c.dropout, c.in_channels),
+            (16, 4, 0.3, 1)
+        );
+        let err = |args: &[&str]| config(args).unwrap_err().to_string();
+        assert!(err(&["--model", "wrn", "--depth", "20"]).contains("6n + 4"));
+        assert!(err(&["--model", "wrn", "--dropout", "1.0"]).contains("[0, 1)"));
+        assert!(err(&["--model", "mlp", "--width", "2"]).contains("does not apply to mlp"));
+        assert!(err(&["--model", "mobilenet-v1", "--width", "0"]).contains("width multiplier"));
     }
 
     #[test]

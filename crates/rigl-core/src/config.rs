@@ -22,6 +22,21 @@ pub enum MaskInit {
     Dense,
 }
 
+impl core::str::FromStr for MaskInit {
+    type Err = String;
+
+    fn from_str(s: &str) -> core::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "random" => Ok(MaskInit::Random),
+            "magnitude" => Ok(MaskInit::Magnitude),
+            "dense" => Ok(MaskInit::Dense),
+            other => Err(format!(
+                "unknown mask init `{other}`: expected random, magnitude or dense"
+            )),
+        }
+    }
+}
+
 /// Configuration of [`Sparsify::sparsify`](crate::Sparsify::sparsify).
 ///
 /// Selection: every float parameter of rank >= 2 (the kernels of linear and conv layers;
@@ -172,6 +187,16 @@ mod tests {
                 .validate(),
             Err(SparsityError::InvalidCustomSparsity { .. })
         ));
+    }
+
+    #[test]
+    fn mask_init_parses_as_it_serialises() {
+        for init in [MaskInit::Random, MaskInit::Magnitude, MaskInit::Dense] {
+            let name = serde_json::to_string(&init).unwrap();
+            assert_eq!(name.trim_matches('"').parse::<MaskInit>(), Ok(init));
+        }
+        let err = "lottery".parse::<MaskInit>().unwrap_err();
+        assert!(err.contains("unknown mask init `lottery`"), "{err}");
     }
 
     #[test]

@@ -27,23 +27,24 @@
 //! ```
 
 pub mod counter;
-pub mod error;
-pub mod mlp;
-pub mod mobilenet_v1;
-pub mod mobilenet_v2;
+mod error;
+mod mlp;
+mod mobilenet_v1;
+mod mobilenet_v2;
 pub mod pretrained;
-pub mod resnet;
-pub mod spec;
-pub mod wide_resnet;
+mod registry;
+mod resnet;
+mod spec;
+mod wide_resnet;
 
 #[cfg(test)]
 mod test_util;
 
-pub use counter::{CountOptions, ModelCount, SpatialRule, TrainingOptions};
 pub use error::{ModelError, Result};
 pub use mlp::{Mlp, MlpConfig};
-pub use mobilenet_v1::{MobileNetV1, MobileNetV1Config};
-pub use mobilenet_v2::{MobileNetV2, MobileNetV2Config};
-pub use resnet::{ResNet, ResNetConfig};
+pub use mobilenet_v1::{MobileNetV1, MobileNetV1Config, SeparableBlock};
+pub use mobilenet_v2::{ConvBn, Features, InvertedResidual, MobileNetV2, MobileNetV2Config};
+pub use registry::{Classifier, ModelBuilder, ModelConfig, ModelKind, ModelOptions, WithModel};
+pub use resnet::{Bottleneck, ResNet, ResNetConfig};
 pub use spec::{LayerKind, LayerSpec, SparseArchitecture};
-pub use wide_resnet::{WideResNet, WideResNetConfig};
+pub use wide_resnet::{WideBlock, WideResNet, WideResNetConfig};

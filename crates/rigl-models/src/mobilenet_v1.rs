@@ -33,7 +33,7 @@ const BLOCKS: [(usize, usize); 13] = [
 
 /// Round `v` to a multiple of `divisor` (at least `divisor`), never below 90% of `v`: the
 /// channel rounding of the MobileNet reference implementations.
-pub fn make_divisible(v: f64, divisor: usize) -> usize {
+pub(crate) fn make_divisible(v: f64, divisor: usize) -> usize {
     let d = divisor as f64;
     let mut new_v = (((v + d / 2.0) as usize) / divisor * divisor).max(divisor);
     if (new_v as f64) < 0.9 * v {

@@ -64,7 +64,7 @@ pub struct LayerSpec {
 ///
 /// # Errors
 /// [`ModelError::InvalidConfig`] when the padded input is smaller than the kernel.
-pub fn conv_output(
+pub(crate) fn conv_output(
     model: &'static str,
     input: usize,
     kernel: usize,
@@ -222,7 +222,7 @@ pub trait SparseArchitecture {
 ///
 /// # Errors
 /// Any [`SparsityPlan::build`] error.
-pub fn plan_for(layers: &[LayerSpec], config: &SparsityConfig) -> Result<SparsityPlan> {
+pub(crate) fn plan_for(layers: &[LayerSpec], config: &SparsityConfig) -> Result<SparsityPlan> {
     let kernels: Vec<_> = layers
         .iter()
         .map(|l| (l.path.clone(), l.layer_shape()))
@@ -235,7 +235,7 @@ pub fn plan_for(layers: &[LayerSpec], config: &SparsityConfig) -> Result<Sparsit
 ///
 /// # Errors
 /// [`ModelError::LayerMismatch`] naming the first difference.
-pub fn check_layers<M: Module>(module: &M, layers: &[LayerSpec]) -> Result<()> {
+pub(crate) fn check_layers<M: Module>(module: &M, layers: &[LayerSpec]) -> Result<()> {
     let kernels = kernel_params(module);
     for l in layers {
         match kernels.iter().find(|k| k.path == l.path) {
