@@ -86,9 +86,9 @@ mod cpu_host {
     #[divan::bench(args = SIZES, sample_count = 10)]
     fn reference_select_nth(bencher: Bencher, n: usize) {
         let p = single(n);
-        bencher.counter(ItemsCount::new(n)).bench(|| {
-            cpu_reference::top_k_mask::segmented_top_k_mask(&p.scores, None, &p.segments).unwrap()
-        });
+        bencher
+            .counter(ItemsCount::new(n))
+            .bench(|| cpu_reference::segmented_top_k_mask(&p.scores, None, &p.segments).unwrap());
     }
 
     #[divan::bench(args = SIZES, sample_count = 5)]
@@ -118,9 +118,9 @@ mod cpu_host {
     #[divan::bench(sample_count = 5)]
     fn resnet50_reference_select_nth(bencher: Bencher) {
         let p = resnet();
-        bencher.counter(ItemsCount::new(p.len())).bench(|| {
-            cpu_reference::top_k_mask::segmented_top_k_mask(&p.scores, None, &p.segments).unwrap()
-        });
+        bencher
+            .counter(ItemsCount::new(p.len()))
+            .bench(|| cpu_reference::segmented_top_k_mask(&p.scores, None, &p.segments).unwrap());
     }
 
     #[divan::bench(sample_count = 3)]

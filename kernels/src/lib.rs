@@ -77,24 +77,22 @@
 //! taken whole (for distinct scores, after at most four passes). A final pass writes the mask.
 
 pub mod backend;
+#[cfg(any(test, feature = "catalogue"))]
 pub mod catalogue;
 #[cfg(feature = "cube")]
 pub mod components;
 pub mod cpu;
 pub mod cpu_reference;
-pub mod drop_grow;
+mod drop_grow;
 #[cfg(feature = "cube")]
 pub mod launch;
-pub mod select;
+mod select;
 
 pub use cpu_reference::drop_grow::{DropGrowCounts, DropGrowDecision, DropGrowSegment, GrowBy};
 pub use cpu_reference::keys::{f32_key, key_f32};
 pub use cpu_reference::philox::{Philox, philox4x32_10, stream_id};
 pub use cpu_reference::random_mask::RandomSegment;
-pub use cpu_reference::top_k_mask::{
-    Segment, SegmentedSelection, SelectError, segmented_top_k_mask as segmented_top_k_mask_cpu,
-    top_k_mask_f32, top_k_mask_u32,
-};
+pub use cpu_reference::top_k_mask::{Segment, SegmentedSelection, SelectError};
 pub use drop_grow::{DropGrow, Growth, drop_grow};
 pub use select::{
     MAX_POSITIONS, Selection, philox_u32, random_top_k_mask, segmented_top_k_mask,

@@ -9,9 +9,9 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use rigl_kernels::catalogue::{
     DropGrowProblem, Problem, SIZES, catalogue, catalogue_of_size, drop_grow_catalogue,
 };
-use rigl_kernels::cpu_reference::drop_grow::drop_grow as drop_grow_reference;
-use rigl_kernels::cpu_reference::random_mask::segmented_random_top_k_mask;
-use rigl_kernels::cpu_reference::top_k_mask::segmented_top_k_mask as reference;
+use rigl_kernels::cpu_reference::drop_grow as drop_grow_reference;
+use rigl_kernels::cpu_reference::segmented_random_top_k_mask;
+use rigl_kernels::cpu_reference::segmented_top_k_mask as reference;
 use rigl_kernels::{GrowBy, Growth, RandomSegment, SelectError, cpu};
 
 fn bools(t: Tensor<1, Bool>) -> Vec<bool> {

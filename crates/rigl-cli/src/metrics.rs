@@ -40,7 +40,7 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T
 
 /// Write a file atomically (temporary file, then rename).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    rigl_core::io::write_atomic(path, bytes).map_err(CliError::from)
+    rigl_core::write_atomic(path, bytes).map_err(CliError::from)
 }
 
 pub(crate) fn write_outputs(

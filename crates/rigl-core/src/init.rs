@@ -73,7 +73,7 @@ mod tests {
         // One Philox sample per position, the k largest win: the kernels' reference.
         let mut keys = vec![0u32; 300];
         rigl_kernels::Philox::new(7).fill_u32(stream_id("fc1.weight"), 3, &mut keys);
-        let expect = rigl_kernels::top_k_mask_u32(&keys, None, 45).unwrap();
+        let expect = rigl_kernels::cpu_reference::top_k_mask_u32(&keys, None, 45).unwrap();
         assert_eq!(random_mask(7, "fc1.weight", 3, 300, 45).unwrap(), expect);
     }
 

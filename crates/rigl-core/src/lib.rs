@@ -18,44 +18,50 @@
 //!   report, switch [`GradientMode`], save and load masks with the record.
 //! - [`SparsityConfig`]: global sparsity, [`Distribution`] (uniform, ER, ERK), first/last-layer
 //!   rules, custom per-layer sparsities, include/exclude patterns, [`MaskInit`], seed.
-//! - [`distribution`]: the reference's ER/ERK algorithm, exactly.
+//! - [`distribute`]: the reference's ER/ERK algorithm, exactly.
 //! - [`SparsityPlan`]: per-layer sparsities from shapes alone.
 //! - [`SparseTrainer`]: dynamic sparse training (RigL, SET, SNFS, static, SNIP, gradual
 //!   pruning) in a hand-written loop; [`optim`]: optimizers whose state it resets on the device.
 
-pub mod checkpoint;
-pub mod config;
-pub mod distribution;
-pub mod error;
-pub mod init;
-pub mod io;
-pub mod layers;
+mod checkpoint;
+mod config;
+mod distribution;
+mod error;
+mod init;
+mod io;
+mod layers;
 #[cfg(feature = "learner")]
 pub mod learner;
-pub mod mask;
-pub(crate) mod module_path;
+mod mask;
+mod method;
+mod module_path;
 pub mod optim;
-pub(crate) mod param_context;
+mod param_context;
 pub mod pattern;
-pub mod plan;
-pub mod report;
-pub mod schedule;
-pub mod sparsify;
-pub mod trainer;
+mod plan;
+mod report;
+mod schedule;
+mod sparsify;
+mod trainer;
 pub mod updater;
 
 #[cfg(test)]
-pub(crate) mod test_utils;
+mod test_utils;
 
 pub use checkpoint::{Resumed, load_checkpoint, save_checkpoint};
 pub use config::{MaskInit, SparsityConfig};
-pub use distribution::{Distribution, LayerShape, n_ones, n_zeros};
+pub use distribution::{
+    Distribution, DistributionLayer, DistributionOutcome, LayerShape, distribute, n_ones, n_zeros,
+};
 pub use error::{Result, SparsityError};
+pub use io::write_atomic;
 pub use layers::{KernelParam, kernel_params};
-pub use mask::{GradientMode, SparseMask};
+pub use mask::{GradientMode, SparseMask, bools_to_host, floats_to_host};
+pub use method::Method;
 pub use plan::{LayerRole, PlannedLayer, SparsityPlan};
 pub use report::{LayerReport, SparsityReport};
-pub use schedule::{DropAnneal, UpdateSchedule};
+pub use schedule::{DropAnneal, UpdateSchedule, gradual_sparsity};
 pub use sparsify::Sparsify;
-pub use trainer::{DstConfig, GrowInit, SparseTrainer, StepOutcome, TrainerState, UpdateStats};
-pub use updater::{MaskUpdater, Method};
+pub use trainer::{
+    DstConfig, GrowInit, LayerUpdateStats, SparseTrainer, StepOutcome, TrainerState, UpdateStats,
+};

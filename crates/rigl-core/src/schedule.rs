@@ -81,7 +81,7 @@ impl UpdateSchedule {
     }
 
     /// The drop fraction at update step `t` (the step the method's update sees: see
-    /// [`MaskUpdater::schedule_step`](crate::MaskUpdater::schedule_step)).
+    /// [`MaskUpdater::schedule_step`](crate::updater::MaskUpdater::schedule_step)).
     ///
     /// Computed in `f32` as the reference does (its initial drop fraction is a float32 tensor
     /// and TF's decays keep its dtype), then widened: the value is an exact `f32`, so

@@ -107,7 +107,7 @@ mod tests {
     use crate::{MobileNetV2Config, ResNetConfig};
     use burn::tensor::{Device, Tensor};
     use burn_store::BurnToPyTorchAdapter;
-    use rigl_core::mask::{bools_to_host, floats_to_host};
+    use rigl_core::{bools_to_host, floats_to_host};
     use safetensors::Dtype;
     use safetensors::tensor::TensorView;
     use std::collections::HashMap;

@@ -4,8 +4,8 @@ use crate::spec::{SparseArchitecture, check_layers};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Distribution, Tensor};
-use rigl_core::mask::{bools_to_host, floats_to_host};
 use rigl_core::{Sparsify, SparsityConfig};
+use rigl_core::{bools_to_host, floats_to_host};
 
 /// Build a model on the autodiff CPU device, check it against its layer list, make it 90%
 /// sparse with ERK, run a forward and a backward pass, and check shapes, mask counts and that

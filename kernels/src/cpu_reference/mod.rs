@@ -3,8 +3,12 @@
 //! They are written for clarity, not speed; [`crate::cpu`] holds the fast CPU path that the
 //! CPU backend runs, tested against these.
 
-pub mod drop_grow;
-pub mod keys;
-pub mod philox;
-pub mod random_mask;
-pub mod top_k_mask;
+pub(crate) mod drop_grow;
+pub(crate) mod keys;
+pub(crate) mod philox;
+pub(crate) mod random_mask;
+pub(crate) mod top_k_mask;
+
+pub use drop_grow::{check_disjoint, drop_grow};
+pub use random_mask::{philox_keys, segmented_random_top_k_mask};
+pub use top_k_mask::{segmented_top_k_mask, top_k_mask_f32, top_k_mask_u32};

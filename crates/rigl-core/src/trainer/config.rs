@@ -2,9 +2,9 @@
 //! flags.
 
 use super::GrowInit;
+use crate::Method;
 use crate::error::{Result, SparsityError};
 use crate::schedule::{DropAnneal, UpdateSchedule};
-use crate::updater::Method;
 use burn::config::Config;
 
 /// Configuration of dynamic sparse training, named after the reference's flags.

@@ -91,6 +91,7 @@ pub(crate) use state::TrainerSnapshot;
 pub use state::TrainerState;
 pub use stats::{LayerUpdateStats, StepOutcome, UpdateStats};
 
+use crate::Method;
 use crate::config::{MaskInit, SparsityConfig};
 use crate::error::{Result, SparsityError};
 use crate::layers::KernelParam;
@@ -99,7 +100,7 @@ use crate::module_path::ModulePath;
 use crate::optim::SparseOptimizer;
 use crate::plan::SparsityPlan;
 use crate::sparsify::{Sparsify, flat_weights};
-use crate::updater::{MaskUpdater, Method};
+use crate::updater::MaskUpdater;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;

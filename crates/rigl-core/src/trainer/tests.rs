@@ -394,11 +394,7 @@ fn gradual_pruning_hits_its_schedule() {
             seen.push(u.step);
             calls.push(call);
             for ((l, p), th) in nnz(m).iter().zip(&plan.layers).zip(&u.layers) {
-                let k = crate::updater::gradual_pruning::GradualPruning::kept_at(
-                    p.numel(),
-                    p.sparsity,
-                    &ctx,
-                );
+                let k = crate::updater::GradualPruning::kept_at(p.numel(), p.sparsity, &ctx);
                 assert_eq!(*l, k, "step {}: {}", u.step, p.path);
                 assert!(floats_to_host(state_of(tr, &th.path))[0] > 0.0);
             }

@@ -2,153 +2,38 @@
 //!
 //! | method | file | mask changes | grows by |
 //! |---|---|---|---|
-//! | `scratch` | [`scratch`] | never (the initial random mask is kept) | - |
-//! | `static_rezero` | [`static_rezero`] | never; re-zeroes the lowest-magnitude weights | - |
-//! | `set` | [`set`] | drop by \|w\|, grow | random (counter-based) |
-//! | `snfs` | [`snfs`] | drop by \|w\|, grow | \|EMA of the dense gradient\| |
-//! | `rigl` | [`rigl`] | drop by \|w\|, grow | \|dense gradient\| |
-//! | `snip` | [`snip`] | once, at the first step | keeps top \|g * w\| |
-//! | `prune` | [`gradual_pruning`] | prunes on a cubic schedule | - |
+//! | `scratch` | [`Scratch`] | never (the initial random mask is kept) | - |
+//! | `static_rezero` | [`StaticRezero`] | never; re-zeroes the lowest-magnitude weights | - |
+//! | `set` | [`Set`] | drop by \|w\|, grow | random (counter-based) |
+//! | `snfs` | [`Snfs`] | drop by \|w\|, grow | \|EMA of the dense gradient\| |
+//! | `rigl` | [`Rigl`] | drop by \|w\|, grow | \|dense gradient\| |
+//! | `snip` | [`Snip`] | once, at the first step | keeps top \|g * w\| |
+//! | `prune` | [`GradualPruning`] | prunes on a cubic schedule | - |
 
+#[cfg(any(test, feature = "catalogue"))]
 pub mod catalogue;
-pub mod drop_grow;
-pub mod gradual_pruning;
-pub mod rigl;
-pub mod scratch;
-pub mod set;
-pub mod snfs;
-pub mod snip;
-pub mod static_rezero;
+pub(crate) mod drop_grow;
+mod gradual_pruning;
+mod rigl;
+mod scratch;
+mod set;
+mod snfs;
+mod snip;
+mod static_rezero;
 
+pub use gradual_pruning::GradualPruning;
+pub use rigl::Rigl;
+pub use scratch::Scratch;
+pub use set::Set;
+pub use snfs::Snfs;
+pub use snip::Snip;
+pub use static_rezero::StaticRezero;
+
+use crate::Method;
 use crate::error::{Result, SparsityError};
 use crate::mask::bools_to_host;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use rigl_kernels::{Segment, SelectError};
-use serde::{Deserialize, Serialize};
-
-/// A sparse training method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// Dense training: no masks (the reference's `baseline`).
-    #[serde(alias = "baseline")]
-    Dense,
-    /// The initial random mask, kept for the whole run (the true static baseline).
-    Scratch,
-    /// The reference's `static` method: the mask is kept, but at every update the
-    /// lowest-magnitude `drop_fraction` of active weights and their optimizer state are reset
-    /// to zero. The reference calls it `static`, which is accepted as an alias.
-    #[serde(alias = "static")]
-    StaticRezero,
-    /// Sparse Evolutionary Training: drop by magnitude, grow at random.
-    Set,
-    /// Sparse Networks From Scratch (sparse momentum, the reference's `momentum`): grow by the
-    /// EMA of the dense gradient.
-    #[serde(alias = "momentum")]
-    Snfs,
-    /// Rigging the Lottery: grow by the dense gradient's magnitude.
-    Rigl,
-    /// Single-shot pruning at initialisation by |g * w|.
-    Snip,
-    /// Gradual magnitude pruning (Zhu & Gupta) from dense.
-    Prune,
-}
-
-impl Method {
-    /// All methods, in documentation order.
-    pub const ALL: [Method; 8] = [
-        Method::Dense,
-        Method::Scratch,
-        Method::StaticRezero,
-        Method::Set,
-        Method::Snfs,
-        Method::Rigl,
-        Method::Snip,
-        Method::Prune,
-    ];
-
-    /// The reference's (google-research/rigl) names of methods, accepted wherever a method is
-    /// named: its `baseline` is dense training, `static` the re-zeroing static method, and
-    /// `momentum` SNFS.
-    pub const ALIASES: [(&'static str, Method); 3] = [
-        ("baseline", Method::Dense),
-        ("static", Method::StaticRezero),
-        ("momentum", Method::Snfs),
-    ];
-
-    /// The name used in configs and on the command line.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Method::Dense => "dense",
-            Method::Scratch => "scratch",
-            Method::StaticRezero => "static_rezero",
-            Method::Set => "set",
-            Method::Snfs => "snfs",
-            Method::Rigl => "rigl",
-            Method::Snip => "snip",
-            Method::Prune => "prune",
-        }
-    }
-
-    /// Whether masks start all ones (dense training, and the methods that choose them later:
-    /// [`MaskUpdater::starts_dense`]).
-    pub fn starts_dense(&self) -> bool {
-        self.updater(&crate::DstConfig::new(*self))
-            .is_none_or(|u| u.starts_dense())
-    }
-
-    /// The updater implementing the method with the settings of `config` (`None` for dense
-    /// training): the registry of methods. A new method is a file with its [`MaskUpdater`] and a
-    /// line here.
-    pub fn updater(&self, config: &crate::DstConfig) -> Option<Box<dyn MaskUpdater>> {
-        Some(match self {
-            Method::Dense => return None,
-            Method::Scratch => Box::new(scratch::Scratch),
-            Method::StaticRezero => Box::new(static_rezero::StaticRezero),
-            Method::Set => Box::new(set::Set),
-            Method::Snfs => Box::new(snfs::Snfs::new(config.snfs_decay)),
-            Method::Rigl => Box::new(rigl::Rigl),
-            Method::Snip => Box::new(snip::Snip),
-            Method::Prune => Box::new(gradual_pruning::GradualPruning::default()),
-        })
-    }
-}
-
-impl core::fmt::Display for Method {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl core::str::FromStr for Method {
-    type Err = String;
-
-    /// A method by its name or by the reference's name for it ([`Method::ALIASES`]).
-    fn from_str(s: &str) -> core::result::Result<Self, String> {
-        let s = s.to_ascii_lowercase().replace('-', "_");
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .or_else(|| {
-                Method::ALIASES
-                    .iter()
-                    .find(|(alias, _)| *alias == s)
-                    .map(|(_, m)| *m)
-            })
-            .ok_or_else(|| {
-                let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
-                let aliases: Vec<_> = Method::ALIASES
-                    .iter()
-                    .map(|(a, m)| format!("{a} = {m}"))
-                    .collect();
-                format!(
-                    "unknown method `{s}`: expected one of {} (or the reference's names: {})",
-                    names.join(", "),
-                    aliases.join(", ")
-                )
-            })
-    }
-}
 
 /// One masked layer's place in the flat buffers of an [`UpdateInput`].
 #[derive(Clone, Debug, PartialEq)]
@@ -490,36 +375,4 @@ pub trait MaskUpdater: Send + Sync {
     /// Selection errors (NaN scores leaving too few candidates), naming the layer; a missing
     /// input (dense gradient, moving average).
     fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn methods_parse_by_name_and_by_the_reference_names() {
-        for m in Method::ALL {
-            assert_eq!(m.name().parse::<Method>().unwrap(), m);
-            let json = serde_json::to_string(&m).unwrap();
-            assert_eq!(serde_json::from_str::<Method>(&json).unwrap(), m);
-        }
-        for (alias, m) in [
-            ("baseline", Method::Dense),
-            ("static", Method::StaticRezero),
-            ("momentum", Method::Snfs),
-            ("Static-Rezero", Method::StaticRezero),
-        ] {
-            assert_eq!(alias.parse::<Method>().unwrap(), m, "{alias}");
-        }
-        for (alias, m) in [
-            ("baseline", Method::Dense),
-            ("static", Method::StaticRezero),
-            ("momentum", Method::Snfs),
-        ] {
-            let json = format!("\"{alias}\"");
-            assert_eq!(serde_json::from_str::<Method>(&json).unwrap(), m, "{alias}");
-        }
-        let e = "sparse_momentum".parse::<Method>().unwrap_err();
-        assert!(e.contains("static = static_rezero"), "{e}");
-    }
 }

@@ -237,7 +237,7 @@ pub fn count_model<M: Module, A: SparseArchitecture + ?Sized>(
             .find(|k| k.path == l.path)
             .ok_or_else(|| ModelError::LayerMismatch(format!("no kernel `{}`", l.path)))?;
         let n = match &k.mask {
-            Some(m) => rigl_core::mask::bools_to_host(m.clone())
+            Some(m) => rigl_core::bools_to_host(m.clone())
                 .iter()
                 .filter(|&&b| b)
                 .count(),
