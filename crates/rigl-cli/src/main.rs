@@ -9,6 +9,7 @@ mod count;
 mod eval;
 mod metrics;
 mod plot;
+mod run_dir;
 mod settings;
 mod train;
 
@@ -59,6 +60,25 @@ pub enum CliError {
         path: std::path::PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A run directory another run holds.
+    #[error("run directory {} is in use by another `rigl train` (pid {holder}); wait for it, or choose another --run-dir", dir.display())]
+    RunLocked {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The process id recorded by the holder.
+        holder: String,
+    },
+    /// A run directory that already holds a run, without `--resume` or `--overwrite`.
+    #[error("run directory {} already holds a run: pass --resume to continue it, or --overwrite to replace it", .0.display())]
+    RunExists(std::path::PathBuf),
+    /// `--resume` with settings that differ from the checkpoint's.
+    #[error("--resume: the settings differ from the run in {}: {}", dir.display(), differences.join("; "))]
+    ResumeMismatch {
+        /// The run directory.
+        dir: std::path::PathBuf,
+        /// `key: checkpoint's value -> value now`, one per differing key.
+        differences: Vec<String>,
     },
     /// A data set that cannot be read or fetched.
     #[error(transparent)]

@@ -34,8 +34,10 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::io(path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::Invalid(format!("{} is corrupt: {e}", path.display())))
 }
 
 /// Write a file atomically (temporary file, then rename).

@@ -170,6 +170,17 @@ pub struct TrainSettings {
     pub input_size: Option<usize>,
 }
 
+/// Settings a resumed run may change: where the data comes from, the device, how long to train
+/// and how much of the test set to score. Every other setting changes the result.
+const RESUMABLE_KEYS: [&str; 6] = [
+    "data-dir",
+    "no-fetch",
+    "device",
+    "epochs",
+    "max-steps",
+    "test-subset",
+];
+
 /// Keys of earlier versions, read as the key they became.
 const RENAMED_KEYS: [(&str, &str); 4] = [
     ("wrn-depth", "depth"),
@@ -277,6 +288,24 @@ impl TrainSettings {
     /// The settings as TOML (what a run directory keeps as `config.toml`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The settings of `self` that differ from `saved` (a run's checkpointed settings) and
+    /// would change the result of resuming it: `key: saved -> now`, one per key, in key order.
+    /// `epochs` may grow (a run can be extended; with `end-step` unset its default, 75% of the
+    /// run, moves with it).
+    pub fn resume_differences(&self, saved: &TrainSettings) -> Vec<String> {
+        let table = |s: &TrainSettings| toml::Table::try_from(s).unwrap_or_default();
+        let (now, before) = (table(self), table(saved));
+        let mut keys: Vec<&String> = now.keys().chain(before.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let show = |v: Option<&toml::Value>| v.map_or("unset".to_string(), |v| v.to_string());
+        keys.into_iter()
+            .filter(|k| !RESUMABLE_KEYS.contains(&k.as_str()))
+            .filter(|k| now.get(*k) != before.get(*k))
+            .map(|k| format!("{k}: {} -> {}", show(before.get(k)), show(now.get(k))))
+            .collect()
     }
 
     /// The model's knobs: the settings' own, and the data's classes, channels and size.

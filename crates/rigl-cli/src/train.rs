@@ -4,6 +4,7 @@
 
 use crate::CliError;
 use crate::metrics::{EpochRecord, read_json, write_atomic, write_outputs};
+use crate::run_dir::RunDir;
 use crate::settings::TrainSettings;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -36,8 +37,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// Continue the run in the run directory from its last checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Replace the run an existing run directory holds (its files are removed first).
+    #[arg(long)]
+    pub overwrite: bool,
     /// No progress bar; one line per epoch.
     #[arg(long)]
     pub quiet: bool,
@@ -286,7 +290,25 @@ pub fn run(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         .run_dir
         .clone()
         .unwrap_or_else(|| default_run_dir(&settings));
-    train(&settings, &run_dir, args.resume, args.quiet, out).map(|_| ())
+    let start = if args.resume {
+        Start::Resume
+    } else if args.overwrite {
+        Start::Overwrite
+    } else {
+        Start::Fresh
+    };
+    train(&settings, &run_dir, start, args.quiet, out).map(|_| ())
+}
+
+/// How a run treats its directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: the directory must not hold one.
+    Fresh,
+    /// A new run replacing the one the directory holds.
+    Overwrite,
+    /// Continue the run the directory holds from its checkpoint.
+    Resume,
 }
 
 /// Train with `settings` into `run_dir`; the library entry point of `rigl train`.
@@ -296,7 +318,7 @@ pub fn run(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
 pub fn train(
     settings: &TrainSettings,
     run_dir: &Path,
-    resume: bool,
+    start: Start,
     quiet: bool,
     out: &mut dyn Write,
 ) -> Result<Summary, CliError> {
@@ -307,7 +329,7 @@ pub fn train(
         train_set,
         test_set,
         run_dir,
-        resume,
+        start,
         quiet,
     };
     model_config(settings, &run.train_set)?.build(Train { run: &run, out })
@@ -338,7 +360,7 @@ struct TrainRun<'a> {
     train_set: ImageSet,
     test_set: ImageSet,
     run_dir: &'a Path,
-    resume: bool,
+    start: Start,
     quiet: bool,
 }
 
@@ -356,33 +378,40 @@ impl TrainRun<'_> {
             train_set,
             test_set,
             run_dir,
-            resume,
+            start,
             quiet,
         } = self;
-        let (run_dir, resume, quiet) = (*run_dir, *resume, *quiet);
-        std::fs::create_dir_all(run_dir).map_err(|e| CliError::io(run_dir, e))?;
+        let (run_dir, quiet) = (*run_dir, *quiet);
+        let dir = RunDir::lock(run_dir)?;
         let ckpt = run_dir.join(CHECKPOINT);
+        let resume = *start == Start::Resume;
+        match start {
+            Start::Resume if !ckpt.is_file() => {
+                return Err(CliError::Invalid(format!(
+                    "--resume: {} holds no checkpoint ({CHECKPOINT}) to continue from",
+                    run_dir.display()
+                )));
+            }
+            Start::Fresh if dir.holds_a_run() => {
+                return Err(CliError::RunExists(run_dir.to_path_buf()));
+            }
+            Start::Overwrite => dir.clear()?,
+            _ => {}
+        }
         let batches_per_epoch = train_set.len().div_ceil(s.batch_size);
         let epochs = s.total_epochs();
         let total_steps = (batches_per_epoch * epochs) as i64;
         let (sparsity, depthwise) = sparsity_for(s, arch)?;
         let dst = s.dst_config(total_steps)?;
 
-        let (mut model, mut optim, mut trainer, mut history, mut updates, start_epoch) = if resume
-            && ckpt.is_file()
-        {
+        let (mut model, mut optim, mut trainer, mut history, mut updates, start_epoch) = if resume {
             let saved = TrainSettings::from_toml_file(&run_dir.join("config.toml"))?;
-            if saved.model != s.model || saved.dataset != s.dataset || saved.method != s.method {
-                return Err(CliError::Invalid(format!(
-                    "--resume: {} holds a {} {} {} run, not {} {} {}",
-                    run_dir.display(),
-                    saved.model,
-                    saved.dataset,
-                    saved.method,
-                    s.model,
-                    s.dataset,
-                    s.method
-                )));
+            let differences = s.resume_differences(&saved);
+            if !differences.is_empty() {
+                return Err(CliError::ResumeMismatch {
+                    dir: run_dir.to_path_buf(),
+                    differences,
+                });
             }
             let r = load_checkpoint(&ckpt, model, sgd(s, &depthwise), device)?;
             let epoch: usize = r
@@ -390,10 +419,8 @@ impl TrainRun<'_> {
                 .get("epoch")
                 .and_then(|e| e.parse().ok())
                 .unwrap_or(0);
-            let history: Vec<EpochRecord> =
-                read_json(&run_dir.join("metrics.json")).unwrap_or_default();
-            let updates: Vec<UpdateStats> =
-                read_json(&run_dir.join("updates.json")).unwrap_or_default();
+            let history: Vec<EpochRecord> = read_json(&run_dir.join("metrics.json"))?;
+            let updates: Vec<UpdateStats> = read_json(&run_dir.join("updates.json"))?;
             writeln!(
                 out,
                 "Resuming {} from epoch {epoch} (step {})",
@@ -1113,7 +1140,50 @@ mod tests {
         let mut wrong = args(part.path(), "3", true);
         let m = wrong.iter().position(|a| a == "--method").unwrap();
         wrong[m + 1] = "set".into();
+        let err = cli(wrong, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, CliError::ResumeMismatch { .. }), "{err:?}");
+        let err = err.to_string();
+        assert!(
+            err.contains("--resume") && err.contains("method: \"rigl\" -> \"set\""),
+            "{err}"
+        );
+        let mut wrong = args(part.path(), "2", true);
+        wrong.extend([
+            "--seed".to_string(),
+            "1".to_string(),
+            "--erk-power-scale".into(),
+            "0.5".into(),
+        ]);
         let err = cli(wrong, &mut Vec::new()).unwrap_err().to_string();
-        assert!(err.contains("--resume"), "{err}");
+        assert!(
+            err.contains("erk-power-scale: 1.0 -> 0.5") && err.contains("seed: 0 -> 1"),
+            "{err}"
+        );
+        // A new run into a directory that holds one is refused, unless asked to overwrite.
+        let err = cli(args(part.path(), "1", false), &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, CliError::RunExists(_)), "{err:?}");
+        // --resume without a checkpoint is an error, not a fresh start.
+        let empty = tempfile::tempdir().unwrap();
+        let err = cli(args(empty.path(), "1", true), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("holds no checkpoint"), "{err}");
+        assert!(!empty.path().join("config.toml").exists());
+        // A corrupt metrics file is an error on resume, not an empty history.
+        let metrics = part.path().join("metrics.json");
+        let kept = std::fs::read(&metrics).unwrap();
+        std::fs::write(&metrics, &kept[..kept.len() / 2]).unwrap();
+        let err = cli(args(part.path(), "3", true), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("metrics.json is corrupt"), "{err}");
+        std::fs::write(&metrics, &kept).unwrap();
+        // A directory another run holds is refused, naming the holder.
+        let held = RunDir::lock(part.path()).unwrap();
+        let err = cli(args(part.path(), "3", true), &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, CliError::RunLocked { .. }), "{err:?}");
+        drop(held);
+        // --overwrite replaces the run.
+        let mut again = args(part.path(), "1", false);
+        again.push("--overwrite".into());
+        cli(again, &mut Vec::new()).unwrap();
+        let b: Vec<EpochRecord> = read_json(&part.path().join("metrics.json")).unwrap();
+        assert_eq!(b.len(), 1);
     }
 }

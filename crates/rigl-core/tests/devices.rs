@@ -35,7 +35,7 @@ fn values(stream: u32, n: usize, levels: u32) -> Vec<f32> {
 
 fn mask(stream: u32, n: usize, active: usize) -> Vec<bool> {
     let keys: Vec<f32> = values(stream, n, 1 << 20);
-    let k = rigl_kernels::top_k_mask_f32(&keys, None, active).unwrap();
+    let k = rigl_kernels::cpu_reference::top_k_mask_f32(&keys, None, active).unwrap();
     k.mask
 }
 
