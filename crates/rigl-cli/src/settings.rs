@@ -428,6 +428,15 @@ impl TrainSettings {
         if self.batch_size == 0 {
             return bad("batch size must be at least 1".into());
         }
+        if self.train_subset == Some(0) {
+            return bad("train subset 0: a run needs at least one training image".into());
+        }
+        if self.test_subset == Some(0) {
+            return bad("test subset 0: scoring needs at least one test image".into());
+        }
+        if self.input_size == Some(0) {
+            return bad("input size 0: images need at least one pixel".into());
+        }
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
         }

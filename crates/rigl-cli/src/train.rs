@@ -665,6 +665,15 @@ mod tests {
         assert_eq!(s.method, Method::Set);
         assert_eq!(s.lr_decay_epochs, [75.0, 95.0]);
         assert_eq!(s.end_step, Some(-1));
+        for (flag, value) in [
+            ("--train-subset", "0"),
+            ("--test-subset", "0"),
+            ("--input-size", "0"),
+        ] {
+            let err = parse(&[flag, value]).unwrap_err();
+            assert!(matches!(err, CliError::Invalid(_)), "{flag}: {err:?}");
+            assert!(err.to_string().contains(" 0"), "{flag}: {err}");
+        }
         let err = parse(&["--method", "magic"]).unwrap_err().to_string();
         assert!(err.contains("unknown method `magic`"), "{err}");
         let err = parse(&["--sparsity", "1.5"]).unwrap_err().to_string();
