@@ -1,6 +1,7 @@
 //! The error type of rigl-data.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What can go wrong reading or fetching a data set. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,48 @@ pub enum DataError {
         what: String,
         /// Why it failed.
         reason: String,
+    },
+    /// A program needed to fetch the data is not installed.
+    #[error(
+        "`{tool}` is not installed (needed to run `{command}`); install it, or put the files in place by hand"
+    )]
+    ToolMissing {
+        /// The program.
+        tool: String,
+        /// The command line it was needed for.
+        command: String,
+    },
+    /// A fetching step ran past its time limit and was stopped.
+    #[error(
+        "`{command}` did not finish within {limit:?} and was stopped; check the network, or put the files in place by hand"
+    )]
+    Timeout {
+        /// The command line.
+        command: String,
+        /// The time limit.
+        limit: Duration,
+    },
+    /// Another process holds the fetch lock of a data directory for too long.
+    #[error(
+        "another process has been fetching into {dir} for over {:.1} s (it holds the lock on {lock}); try again when it has finished", .waited.as_secs_f64()
+    )]
+    Locked {
+        /// The directory being fetched into.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// How long this process waited.
+        waited: Duration,
+    },
+    /// An image side length outside the supported range.
+    #[error(
+        "image size {size} is not in 1..={max}: choose the side of the square images, e.g. 224"
+    )]
+    ImageSize {
+        /// The size asked for.
+        size: usize,
+        /// The largest supported size.
+        max: usize,
     },
     /// An I/O error.
     #[error("I/O error on {path}: {source}")]
