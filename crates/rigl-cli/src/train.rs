@@ -353,6 +353,77 @@ impl WithModel for Train<'_, '_> {
 
 const CHECKPOINT: &str = "checkpoint.ckpt";
 
+/// The checkpoint metadata key of a run's [`Position`].
+const POSITION: &str = "rigl.position";
+
+/// Where a run stands when its checkpoint is written: kept in the checkpoint, so that the
+/// checkpoint alone says which metrics belong to it and where in an epoch to go on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Position {
+    /// Completed epochs.
+    epoch: usize,
+    /// Batches of the next epoch already trained (0 at an epoch boundary).
+    batch: usize,
+    /// The unfinished epoch's sum of batch losses times batch sizes.
+    loss_sum: f64,
+    /// The unfinished epoch's correct predictions.
+    correct: i64,
+    /// The unfinished epoch's training images.
+    seen: usize,
+    /// The unfinished epoch's seconds.
+    seconds: f64,
+    /// Entries of `metrics.json` the checkpoint's state has.
+    records: usize,
+    /// Entries of `updates.json` the checkpoint's state has.
+    updates: usize,
+}
+
+impl Position {
+    /// The checkpoint's user metadata for this position (`epoch` as well, which earlier
+    /// checkpoints had alone).
+    fn to_user(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("epoch".to_string(), self.epoch.to_string()),
+            (
+                POSITION.to_string(),
+                serde_json::to_string(self).expect("plain numbers serialise"),
+            ),
+        ])
+    }
+
+    /// The position a checkpoint's user metadata records; for a checkpoint that has only
+    /// `epoch` (written before positions were kept), at that epoch's end with the metrics
+    /// files as they are.
+    fn of_checkpoint(
+        user: &HashMap<String, String>,
+        history: &[EpochRecord],
+        updates: &[UpdateStats],
+    ) -> Result<Self, CliError> {
+        let corrupt = |what: &str| CliError::Invalid(format!("the checkpoint's {what} is corrupt"));
+        match user.get(POSITION) {
+            Some(json) => serde_json::from_str(json).map_err(|_| corrupt("position")),
+            None => Ok(Self {
+                epoch: user
+                    .get("epoch")
+                    .map(|e| e.parse().map_err(|_| corrupt("epoch")))
+                    .transpose()?
+                    .unwrap_or(0),
+                records: history.len(),
+                updates: updates.len(),
+                ..Self::default()
+            }),
+        }
+    }
+}
+
+/// The backend generator's seed for step `step` of a run seeded `seed` (SplitMix64 of both).
+fn step_seed(seed: u64, step: i64) -> u64 {
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// One `rigl train` run: its settings, device, data and run directory.
 struct TrainRun<'a> {
     settings: &'a TrainSettings,
@@ -404,7 +475,7 @@ impl TrainRun<'_> {
         let (sparsity, depthwise) = sparsity_for(s, arch)?;
         let dst = s.dst_config(total_steps)?;
 
-        let (mut model, mut optim, mut trainer, mut history, mut updates, start_epoch) = if resume {
+        let (mut model, mut optim, mut trainer, mut history, mut updates, start) = if resume {
             let saved = TrainSettings::from_toml_file(&run_dir.join("config.toml"))?;
             let differences = s.resume_differences(&saved);
             if !differences.is_empty() {
@@ -414,20 +485,37 @@ impl TrainRun<'_> {
                 });
             }
             let r = load_checkpoint(&ckpt, model, sgd(s, &depthwise), device)?;
-            let epoch: usize = r
-                .user
-                .get("epoch")
-                .and_then(|e| e.parse().ok())
-                .unwrap_or(0);
-            let history: Vec<EpochRecord> = read_json(&run_dir.join("metrics.json"))?;
-            let updates: Vec<UpdateStats> = read_json(&run_dir.join("updates.json"))?;
+            let mut history: Vec<EpochRecord> = read_json(&run_dir.join("metrics.json"))?;
+            let mut updates: Vec<UpdateStats> = read_json(&run_dir.join("updates.json"))?;
+            let position = Position::of_checkpoint(&r.user, &history, &updates)?;
+            // The metrics files are written before the checkpoint: entries past the
+            // checkpoint's are from a run stopped between the two writes.
+            if history.len() < position.records || updates.len() < position.updates {
+                return Err(CliError::Invalid(format!(
+                    "{} is inconsistent: metrics.json has {} epochs and updates.json {} updates, \
+                     but the checkpoint was written after {} and {}",
+                    run_dir.display(),
+                    history.len(),
+                    updates.len(),
+                    position.records,
+                    position.updates
+                )));
+            }
+            history.truncate(position.records);
+            updates.truncate(position.updates);
             writeln!(
                 out,
-                "Resuming {} from epoch {epoch} (step {})",
+                "Resuming {} from epoch {}{} (step {})",
                 run_dir.display(),
+                position.epoch,
+                if position.batch > 0 {
+                    format!(", batch {}", position.batch)
+                } else {
+                    String::new()
+                },
                 r.trainer.step_count()
             )?;
-            (r.model, r.optim, r.trainer, history, updates, epoch)
+            (r.model, r.optim, r.trainer, history, updates, position)
         } else {
             let (model, trainer) = SparseTrainer::init(model, &sparsity, dst.clone())?;
             (
@@ -436,7 +524,7 @@ impl TrainRun<'_> {
                 trainer,
                 Vec::new(),
                 Vec::new(),
-                0,
+                Position::default(),
             )
         };
         write_atomic(&run_dir.join("config.toml"), s.to_toml().as_bytes())?;
@@ -455,7 +543,7 @@ impl TrainRun<'_> {
             batches_per_epoch,
             run_dir.display()
         )?;
-        if start_epoch == 0 {
+        if start.epoch == 0 && start.batch == 0 {
             writeln!(out, "{}", model.sparsity_report())?;
         }
 
@@ -465,18 +553,41 @@ impl TrainRun<'_> {
             .init(device);
         let augment =
             (s.dataset.starts_with("cifar")).then_some(Augmentation { pad: 4, flip: true });
-        let mut stopped = false;
-        for epoch in start_epoch..epochs {
+        // Writes the metrics files, then the checkpoint, which commits the state: a run stopped
+        // between the two resumes from the checkpoint and drops the metrics past it.
+        let commit = |model: &M,
+                      optim: &SparseSgd,
+                      trainer: &SparseTrainer,
+                      position: &Position,
+                      history: &[EpochRecord],
+                      updates: &[UpdateStats]| {
+            write_outputs(run_dir, history, updates)?;
+            save_checkpoint(&ckpt, model, optim, trainer, &position.to_user())?;
+            Ok::<(), CliError>(())
+        };
+        let mut stopped_eval = None;
+        for epoch in start.epoch..epochs {
             let mut lr = s.lr_at(epoch, trainer.step_count());
             let order = train_set.epoch_order(s.seed, epoch as u32);
             let bar = progress_bar(batches_per_epoch, epoch + 1, epochs, quiet);
             let started = Instant::now();
-            let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
-            for (b, chunk) in order.chunks(s.batch_size).enumerate() {
+            let resumed = if epoch == start.epoch {
+                start.clone()
+            } else {
+                Position::default()
+            };
+            bar.inc(resumed.batch as u64);
+            let (mut loss_sum, mut correct, mut seen) =
+                (resumed.loss_sum, resumed.correct, resumed.seen);
+            let mut stopped_at = None;
+            for (b, chunk) in order.chunks(s.batch_size).enumerate().skip(resumed.batch) {
                 if s.max_steps.is_some_and(|m| trainer.step_count() >= m) {
-                    stopped = true;
+                    stopped_at = Some(b);
                     break;
                 }
+                // Dropout draws from the backend's generator: seeded per step, a resumed run
+                // draws what the uninterrupted one does.
+                device.seed(step_seed(s.seed, trainer.step_count()));
                 let (x, y) =
                     train_set.batch(chunk, augment.map(|a| (a, s.seed, epoch as u32)), device);
                 let logits = model.logits(x);
@@ -510,7 +621,33 @@ impl TrainRun<'_> {
                 bar.inc(1);
             }
             bar.finish_and_clear();
-            let seconds = started.elapsed().as_secs_f64();
+            let seconds = resumed.seconds + started.elapsed().as_secs_f64();
+            if let Some(batch) = stopped_at {
+                // --max-steps in the middle of the epoch: keep where the epoch stands, so that
+                // --resume trains the rest of it.
+                if batch > resumed.batch {
+                    let (test_accuracy, test_loss) = evaluate(&model, test_set, device);
+                    writeln!(
+                        out,
+                        "stopped at step {} after {batch} of {batches_per_epoch} batches of epoch {}: test acc {test_accuracy:.4} (--resume continues the epoch)",
+                        trainer.step_count(),
+                        epoch + 1
+                    )?;
+                    let position = Position {
+                        epoch,
+                        batch,
+                        loss_sum,
+                        correct,
+                        seen,
+                        seconds,
+                        records: history.len(),
+                        updates: updates.len(),
+                    };
+                    commit(&model, &optim, &trainer, &position, &history, &updates)?;
+                    stopped_eval = Some((test_accuracy, test_loss));
+                }
+                break;
+            }
             let (test_accuracy, test_loss) = evaluate(&model, test_set, device);
             let report = model.sparsity_report();
             let record = EpochRecord {
@@ -543,12 +680,13 @@ impl TrainRun<'_> {
                 record.samples_per_second
             )?;
             history.push(record);
-            let user = HashMap::from([("epoch".to_string(), (epoch + 1).to_string())]);
-            save_checkpoint(&ckpt, &model, &optim, &trainer, &user)?;
-            write_outputs(run_dir, &history, &updates)?;
-            if stopped {
-                break;
-            }
+            let position = Position {
+                epoch: epoch + 1,
+                records: history.len(),
+                updates: updates.len(),
+                ..Position::default()
+            };
+            commit(&model, &optim, &trainer, &position, &history, &updates)?;
         }
 
         let report = model.sparsity_report();
@@ -585,7 +723,10 @@ impl TrainRun<'_> {
             model: s.model.to_string(),
             dataset: s.dataset.clone(),
             method: s.method.to_string(),
-            test_accuracy: last.map(|r| r.test_accuracy).unwrap_or(0.0),
+            test_accuracy: stopped_eval
+                .map(|(accuracy, _)| accuracy)
+                .or(last.map(|r| r.test_accuracy))
+                .unwrap_or(0.0),
             best_test_accuracy: history.iter().map(|r| r.test_accuracy).fold(0.0, f64::max),
             sparsity: report.sparsity,
             nnz: report.nnz,
@@ -1194,5 +1335,123 @@ mod tests {
         cli(again, &mut Vec::new()).unwrap();
         let b: Vec<EpochRecord> = read_json(&part.path().join("metrics.json")).unwrap();
         assert_eq!(b.len(), 1);
+    }
+
+    /// `--max-steps` in the middle of an epoch, then `--resume`, trains the rest of that epoch:
+    /// the metrics equal the uninterrupted run's. A run stopped between writing the metrics and
+    /// the checkpoint resumes from the checkpoint, dropping the metrics past it.
+    #[test]
+    fn stopping_mid_epoch_or_between_writes_resumes_exactly() {
+        let small = [
+            "--train-subset",
+            "2000",
+            "--batch-size",
+            "100",
+            "--delta-t",
+            "7",
+            "--end-step",
+            "50",
+        ];
+        let args = |d: &Path, extra: &[&str]| {
+            let mut a = mnist_args(d, &small);
+            if !extra.contains(&"--epochs") {
+                a.extend(["--epochs".to_string(), "3".to_string()]);
+            }
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        };
+        let metrics = |d: &Path| -> Vec<(usize, i64, u64, u64, u64)> {
+            read_json::<Vec<EpochRecord>>(&d.join("metrics.json"))
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.epoch,
+                        r.step,
+                        r.train_loss.to_bits(),
+                        r.train_accuracy.to_bits(),
+                        r.test_loss.to_bits(),
+                    )
+                })
+                .collect()
+        };
+        let full = tempfile::tempdir().unwrap();
+        cli(args(full.path(), &[]), &mut Vec::new()).unwrap();
+        let expected = metrics(full.path());
+        assert_eq!(expected.len(), 3);
+        let updates = |d: &Path| read_json::<Vec<UpdateStats>>(&d.join("updates.json")).unwrap();
+
+        // Stopped ten steps into epoch 2 (mask-only update steps are not optimizer steps, so
+        // the batch index is read from the message).
+        let stop = expected[0].1 + 10;
+        let part = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        cli(
+            args(part.path(), &["--max-steps", &stop.to_string()]),
+            &mut out,
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains(&format!("stopped at step {stop} after ")),
+            "{out}"
+        );
+        assert!(out.contains("of 20 batches of epoch 2"), "{out}");
+        assert!(out.contains("(--resume continues the epoch)"), "{out}");
+        let batch: usize = out
+            .split("stopped at step ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((10..20).contains(&batch), "{out}");
+        assert_eq!(metrics(part.path()), expected[..1]);
+        let mut out = Vec::new();
+        cli(args(part.path(), &["--resume"]), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains(&format!("from epoch 1, batch {batch} (step {stop})")),
+            "{out}"
+        );
+        assert_eq!(metrics(part.path()), expected);
+        assert_eq!(updates(part.path()), updates(full.path()));
+
+        // A stop after the metrics of epoch 3 were written but before its checkpoint: the
+        // directory holds epoch 2's checkpoint and epoch 3's metrics.
+        let crash = tempfile::tempdir().unwrap();
+        cli(args(crash.path(), &["--epochs", "2"]), &mut Vec::new()).unwrap();
+        let ckpt = std::fs::read(crash.path().join(CHECKPOINT)).unwrap();
+        cli(args(crash.path(), &["--resume"]), &mut Vec::new()).unwrap();
+        std::fs::write(crash.path().join(CHECKPOINT), &ckpt).unwrap();
+        let mut out = Vec::new();
+        cli(args(crash.path(), &["--resume"]), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains(&format!("from epoch 2 (step {})", expected[1].1)),
+            "{out}"
+        );
+        assert_eq!(metrics(crash.path()), expected);
+        assert_eq!(updates(crash.path()), updates(full.path()));
+
+        // Metrics behind the checkpoint cannot come from a crash: an error, not a guess.
+        let short: Vec<EpochRecord> = read_json(&crash.path().join("metrics.json")).unwrap();
+        std::fs::write(
+            crash.path().join("metrics.json"),
+            serde_json::to_string(&short[..1]).unwrap(),
+        )
+        .unwrap();
+        let err = cli(
+            args(crash.path(), &["--resume", "--epochs", "4"]),
+            &mut Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("is inconsistent: metrics.json has 1 epochs"),
+            "{err}"
+        );
     }
 }
