@@ -17,7 +17,7 @@ use crate::mask::floats_to_host;
 use crate::optim::SparseOptimizer;
 use crate::sparsify::load_sparse_bytes;
 use crate::trainer::{SparseTrainer, TrainerSnapshot};
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -197,6 +197,7 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
         .map_err(|e| err(&e))?;
     let model = load_sparse_bytes(&model, model_bytes.to_vec(), &origin)?;
 
+    check_optimizer_state(&model, &optim_tensors, optim.flat_state()).map_err(|e| err(&e))?;
     let mut writer = burn_pack::Writer::new(optim_tensors);
     for (k, v) in &scalars {
         if let Some(k) = k.strip_prefix("optim/") {
@@ -213,6 +214,7 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
         .map_err(|e| err(&e))?;
     let trainer = SparseTrainer::from_snapshot(meta.trainer, method_state, initial_weights)
         .map_err(|e| err(&e))?;
+    trainer.check_model(&model).map_err(|e| err(&e))?;
     let model = trainer.next_mode_for(model);
     Ok(Resumed {
         model,
@@ -220,6 +222,57 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
         trainer,
         user: meta.user,
     })
+}
+
+/// Every tensor of the optimizer's state belongs to a parameter of `model` and has its shape
+/// (flat, with one entry per weight, when `flat`): Burn's optimizers panic on a state of
+/// another shape at load, and a state of another model would fail at the first step.
+fn check_optimizer_state<M: Module>(
+    model: &M,
+    tensors: &[burn_pack::Tensor],
+    flat: bool,
+) -> Result<()> {
+    struct Shapes(
+        HashMap<u64, (String, Vec<usize>)>,
+        crate::module_path::ModulePath,
+    );
+    impl ModuleVisitor for Shapes {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.1.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.1.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let dims = param.lazy_shape().as_slice().to_vec();
+            self.0.insert(param.id.val(), (self.1.joined(), dims));
+        }
+    }
+    let mut shapes = Shapes(HashMap::new(), Default::default());
+    model.visit(&mut shapes);
+    let invalid = |m: String| Err(SparsityError::OptimizerState(m));
+    for t in tensors {
+        let Some(id) = t.param_id else {
+            return invalid(format!("state tensor `{}` names no parameter", t.name));
+        };
+        let Some((path, dims)) = shapes.0.get(&id) else {
+            return invalid(format!(
+                "state tensor `{}` belongs to parameter {id}, which the model does not have",
+                t.name
+            ));
+        };
+        let numel: usize = dims.iter().product();
+        let expected = if flat { vec![numel] } else { dims.clone() };
+        if t.shape.as_slice() != expected.as_slice() {
+            let found: usize = t.shape.as_slice().iter().product();
+            return invalid(format!(
+                "state tensor `{}` of `{path}` has shape {:?} ({found} values), the parameter {expected:?}",
+                t.name,
+                t.shape.as_slice()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn renamed(
@@ -436,5 +489,170 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    /// Rewrite the checkpoint at `file`: its trainer JSON and its tensors.
+    fn rewrite(
+        file: &Path,
+        edit: impl FnOnce(&mut serde_json::Value, &mut Vec<burn_pack::Tensor>),
+    ) -> std::path::PathBuf {
+        let reader =
+            burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(std::fs::read(file).unwrap()))
+                .unwrap();
+        let metadata = reader.metadata().clone();
+        let scalars = reader.scalars().clone();
+        let mut json: serde_json::Value = serde_json::from_str(&metadata[TRAINER_KEY]).unwrap();
+        let mut tensors = reader.into_tensors().unwrap();
+        edit(&mut json, &mut tensors);
+        let mut writer = burn_pack::Writer::new(tensors);
+        for (k, v) in &metadata {
+            let v = if k == TRAINER_KEY {
+                json.to_string()
+            } else {
+                v.clone()
+            };
+            writer = writer.with_metadata(k, &v);
+        }
+        for (k, v) in &scalars {
+            writer = writer.with_scalar(k, *v);
+        }
+        static EDITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = EDITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = file.with_extension(format!("edited{n}"));
+        std::fs::write(&out, writer.into_bytes().unwrap().to_vec()).unwrap();
+        out
+    }
+
+    /// A tensor of `t`'s name, dtype and id with `n` zero values.
+    fn resized(t: burn_pack::Tensor, n: usize) -> burn_pack::Tensor {
+        let (name, _, _, id, _) = t.into_parts().unwrap();
+        let (bytes, shape, dtype) = TensorData::new(vec![0f32; n], [n]).into_parts();
+        burn_pack::Tensor::new(name, dtype, shape, id, bytes)
+    }
+
+    /// A checkpoint that parses but does not fit together is refused with the reason, for
+    /// Burn's optimizer and a slot optimizer alike: nothing is left to fail at a later step.
+    #[test]
+    fn inconsistent_checkpoints_are_typed_errors() {
+        use crate::optim::SparseSgdConfig;
+        let device = Device::default().autodiff();
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = || Mlp::new([6, 12, 10, 3], &device);
+        let save = |method: Method, name: &str| {
+            let dst = DstConfig::new(method).with_frequency(2).with_end_step(20);
+            let (model, mut trainer) =
+                SparseTrainer::init(fresh(), &SparsityConfig::erk(0.7).with_seed(1), dst).unwrap();
+            let mut optim = sgd();
+            let model = train(model, &mut trainer, &mut optim, 0..5);
+            let file = dir.path().join(name);
+            save_checkpoint(&file, &model, &optim, &trainer, &HashMap::new()).unwrap();
+            let mut slot = SparseSgdConfig::new()
+                .with_momentum(Some(MomentumConfig::new()))
+                .init();
+            let grads = model.grads(9, 8, &device);
+            let model = trainer.step(model, &mut slot, 0.05, grads).unwrap().model;
+            let slot_file = dir.path().join(format!("slot-{name}"));
+            save_checkpoint(&slot_file, &model, &slot, &trainer, &HashMap::new()).unwrap();
+            (file, slot_file)
+        };
+        let (snfs, snfs_slot) = save(Method::Snfs, "snfs.ckpt");
+        let (prune, _) = save(Method::Prune, "prune.ckpt");
+        let (set, _) = save(Method::Set, "set.ckpt");
+        let load = |file: &Path| {
+            load_checkpoint(file, fresh(), sgd(), &device)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let load_slot = |file: &Path| {
+            let slot = SparseSgdConfig::new()
+                .with_momentum(Some(MomentumConfig::new()))
+                .init();
+            load_checkpoint(file, fresh(), slot, &device)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(load(&snfs), "");
+        assert_eq!(load_slot(&snfs_slot), "");
+        let cases: Vec<(std::path::PathBuf, &str)> = vec![
+            (
+                rewrite(&snfs, |j, _| j["plan"] = serde_json::Value::Null),
+                "method snfs needs a sparsity plan, but the checkpoint has none",
+            ),
+            (
+                rewrite(&snfs, |j, _| j["sparsity"]["sparsity"] = 1.5.into()),
+                "1.5",
+            ),
+            (
+                rewrite(&snfs, |j, _| {
+                    let n = j["plan"]["layers"][0]["n_active"].as_u64().unwrap();
+                    j["plan"]["layers"][0]["n_active"] = (n - 1).into();
+                }),
+                "the mask of `fc1.weight` has",
+            ),
+            (
+                rewrite(&set, |j, _| j["plan"]["layers"][1]["masked"] = false.into()),
+                "`fc2.weight` has a mask, but the plan leaves it dense",
+            ),
+            (
+                rewrite(&snfs, |_, t| {
+                    let i = t
+                        .iter()
+                        .position(|t| t.name == "method/fc2.weight")
+                        .unwrap();
+                    let old = t.remove(i);
+                    t.push(resized(old, 7));
+                }),
+                "the snfs state of `fc2.weight` has 7 values, expected 120",
+            ),
+            (
+                rewrite(&snfs, |_, t| {
+                    let i = t
+                        .iter()
+                        .position(|t| t.name == "method/fc2.weight")
+                        .unwrap();
+                    let (_, _, _, id, bytes) = t.remove(i).into_parts().unwrap();
+                    t.push(burn_pack::Tensor::new(
+                        "method/fc9.weight".into(),
+                        burn::tensor::DType::F32,
+                        [120],
+                        id,
+                        bytes,
+                    ));
+                }),
+                "snfs state for `fc9.weight`, which is not a masked layer of its plan",
+            ),
+            (
+                rewrite(&prune, |_, t| {
+                    let i = t
+                        .iter()
+                        .position(|t| t.name.starts_with("method/"))
+                        .unwrap();
+                    let old = t.remove(i);
+                    t.push(resized(old, 2));
+                }),
+                "has 2 values, expected 1",
+            ),
+            (
+                rewrite(&snfs, |_, t| {
+                    let i = t.iter().position(|t| t.name.starts_with("optim/")).unwrap();
+                    let old = t.remove(i);
+                    t.push(resized(old, 5));
+                }),
+                "[5] (5 values), the parameter",
+            ),
+        ];
+        for (file, expected) in &cases {
+            let err = load(file);
+            assert!(err.contains(expected), "{}: {err:?}", file.display());
+        }
+        let slot_short = rewrite(&snfs_slot, |_, t| {
+            let i = t.iter().position(|t| t.name.starts_with("optim/")).unwrap();
+            let old = t.remove(i);
+            t.push(resized(old, 5));
+        });
+        let err = load_slot(&slot_short);
+        assert!(err.contains("[5] (5 values), the parameter"), "{err}");
     }
 }

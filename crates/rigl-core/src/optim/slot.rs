@@ -192,6 +192,10 @@ impl<R: SlotRule> SparseOptimizer for SlotOptimizer<R> {
         Ok(edited)
     }
 
+    fn flat_state(&self) -> bool {
+        true
+    }
+
     fn state_bytes(&self) -> Result<Bytes> {
         let mut ids: Vec<&ParamId> = self.states.keys().collect();
         ids.sort_by_key(|id| id.val());

@@ -28,6 +28,13 @@ pub trait SparseOptimizer {
     /// [`SparsityError::OptimizerState`] if the state cannot be edited.
     fn init_slots(&mut self, inits: &[(ParamId, Tensor<1, Bool>, Tensor<1>)]) -> Result<usize>;
 
+    /// Whether the tensors of [`state_bytes`](Self::state_bytes) are flat (one entry per
+    /// weight) rather than of their parameter's shape; checkpoints check the shapes before
+    /// loading a state.
+    fn flat_state(&self) -> bool {
+        false
+    }
+
     /// The state as a burnpack buffer (what checkpoints keep).
     ///
     /// # Errors

@@ -381,7 +381,77 @@ impl SparseTrainer {
             plan,
             state,
         } = snapshot;
+        config.validate()?;
+        sparsity.validate()?;
+        let invalid = |m: String| Err(SparsityError::InvalidSetting(m));
         let mut updater = config.method.updater(&config);
+        let masked: HashMap<&str, usize> = match (&updater, &plan) {
+            (Some(_), None) => {
+                return invalid(format!(
+                    "method {} needs a sparsity plan, but the checkpoint has none",
+                    config.method
+                ));
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "dense training has no sparsity plan, but the checkpoint holds one".into(),
+                );
+            }
+            (_, Some(plan)) => {
+                for l in &plan.layers {
+                    if l.n_active > l.numel() {
+                        return invalid(format!(
+                            "the plan keeps {} of the {} weights of `{}`",
+                            l.n_active,
+                            l.numel(),
+                            l.path
+                        ));
+                    }
+                }
+                plan.layers
+                    .iter()
+                    .filter(|l| l.masked)
+                    .map(|l| (l.path.as_str(), l.numel()))
+                    .collect()
+            }
+            (None, None) => HashMap::new(),
+        };
+        for (path, t) in &method_state {
+            let Some(u) = &updater else { break };
+            let Some(&numel) = masked.get(path.as_str()) else {
+                return invalid(format!(
+                    "the checkpoint holds {} state for `{path}`, which is not a masked layer of its plan",
+                    config.method
+                ));
+            };
+            let (found, expected) = (t.dims()[0], u.state_len(numel));
+            if found != expected {
+                return invalid(format!(
+                    "the {} state of `{path}` has {found} values, expected {expected}",
+                    config.method
+                ));
+            }
+        }
+        for (path, t) in &initial_weights {
+            let Some(&numel) = masked.get(path.as_str()) else {
+                return invalid(format!(
+                    "the checkpoint holds initial weights for `{path}`, which is not a masked layer of its plan"
+                ));
+            };
+            if t.dims()[0] != numel {
+                return invalid(format!(
+                    "the initial weights of `{path}` have {} values, expected {numel}",
+                    t.dims()[0]
+                ));
+            }
+        }
+        if matches!(config.grow_init, GrowInit::InitialDist(_))
+            && let Some(path) = masked.keys().find(|p| !initial_weights.contains_key(**p))
+        {
+            return invalid(format!(
+                "growth draws from the initial weights, but the checkpoint has none for `{path}`"
+            ));
+        }
         match &mut updater {
             Some(u) => u.load_state(method_state)?,
             None if !method_state.is_empty() => {
@@ -399,6 +469,79 @@ impl SparseTrainer {
             state,
             initial_weights,
         })
+    }
+
+    /// Check that `model`'s kernels and masks are those of the plan: the same masked paths and
+    /// shapes, and as many active weights as the plan gives each layer where the method keeps
+    /// that count (between `n_active` and all for SNIP before its shot and gradual pruning).
+    ///
+    /// # Errors
+    /// [`SparsityError::InvalidSetting`] naming the first layer that differs.
+    pub(crate) fn check_model<M: Module>(&self, model: &M) -> Result<()> {
+        let invalid = |m: String| Err(SparsityError::InvalidSetting(m));
+        let kernels = crate::layers::kernel_params(model);
+        let Some(plan) = &self.plan else {
+            return match kernels.iter().find(|k| k.mask.is_some()) {
+                Some(k) => invalid(format!(
+                    "dense training attaches no mask, but `{}` has one",
+                    k.path
+                )),
+                None => Ok(()),
+            };
+        };
+        let by_path: HashMap<&str, &KernelParam> =
+            kernels.iter().map(|k| (k.path.as_str(), k)).collect();
+        let mut checked = Vec::new();
+        for l in plan.layers.iter().filter(|l| l.masked) {
+            let Some(k) = by_path.get(l.path.as_str()) else {
+                return invalid(format!(
+                    "the plan masks `{}`, which the model does not have",
+                    l.path
+                ));
+            };
+            if k.shape.numel() != l.numel() {
+                return invalid(format!(
+                    "`{}` has {} weights, the plan {}",
+                    l.path,
+                    k.shape.numel(),
+                    l.numel()
+                ));
+            }
+            let Some(mask) = &k.mask else {
+                return invalid(format!("the plan masks `{}`, but it has no mask", l.path));
+            };
+            checked.push((l, mask.clone()));
+        }
+        if let Some(k) = kernels
+            .iter()
+            .find(|k| k.mask.is_some() && !checked.iter().any(|(l, _)| l.path == k.path))
+        {
+            return invalid(format!(
+                "`{}` has a mask, but the plan leaves it dense",
+                k.path
+            ));
+        }
+        let exact = self
+            .updater
+            .as_ref()
+            .is_some_and(|u| u.keeps_planned_count(self.state.updates));
+        let counts = count_true(checked.iter().map(|(_, m)| m.clone()).collect());
+        for ((l, _), nnz) in checked.iter().zip(counts) {
+            let fits = if exact {
+                nnz == l.n_active
+            } else {
+                (l.n_active..=l.numel()).contains(&nnz)
+            };
+            if !fits {
+                return invalid(format!(
+                    "the mask of `{}` has {nnz} active weights, the plan {} of {}",
+                    l.path,
+                    l.n_active,
+                    l.numel()
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn next_mode_for<M: Module>(&self, model: M) -> M {

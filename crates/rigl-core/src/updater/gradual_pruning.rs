@@ -73,6 +73,10 @@ impl MaskUpdater for GradualPruning {
         state
     }
 
+    fn state_len(&self, _numel: usize) -> usize {
+        1
+    }
+
     fn load_state(&mut self, state: MethodState) -> Result<()> {
         self.thresholds = state
             .into_iter()

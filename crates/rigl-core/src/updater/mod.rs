@@ -307,6 +307,20 @@ pub trait MaskUpdater: Send + Sync {
         Vec::new()
     }
 
+    /// The length of the state tensor this method keeps for a masked layer of `numel` weights
+    /// (SNFS's moving average: `numel`; gradual pruning's threshold: 1).
+    fn state_len(&self, numel: usize) -> usize {
+        numel
+    }
+
+    /// Whether every mask holds exactly the plan's active count after `updates` mask updates
+    /// (false while SNIP has not taken its shot, and for gradual pruning, whose masks shrink
+    /// towards the plan).
+    fn keeps_planned_count(&self, updates: u64) -> bool {
+        let _ = updates;
+        !self.starts_dense()
+    }
+
     /// Restore a [`state`](Self::state).
     ///
     /// # Errors

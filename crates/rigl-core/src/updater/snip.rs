@@ -24,6 +24,10 @@ impl MaskUpdater for Snip {
         true
     }
 
+    fn keeps_planned_count(&self, updates: u64) -> bool {
+        updates > 0
+    }
+
     fn needs_dense_gradient(&self, is_update_step: bool) -> bool {
         is_update_step
     }
