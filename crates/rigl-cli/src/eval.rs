@@ -5,7 +5,7 @@ use crate::settings::TrainSettings;
 use crate::train::{device, evaluate, load_data, model_config, seeded};
 use burn::tensor::Device;
 use clap::Args;
-use rigl_core::{Sparsify, load_checkpoint};
+use rigl_core::{Sparsify, load_checkpoint_model};
 use rigl_data::ImageSet;
 use rigl_models::counter::{CountOptions, count_model};
 use rigl_models::{Classifier, ModelBuilder, SparseArchitecture, WithModel};
@@ -116,8 +116,7 @@ fn evaluate_run<M: Classifier, A: SparseArchitecture>(
     test_set: &ImageSet,
     device: &Device,
 ) -> Result<Evaluation, CliError> {
-    let optim = burn::optim::SgdConfig::new().init();
-    let r = load_checkpoint(dir.join("checkpoint.ckpt"), model, optim, device)?;
+    let r = load_checkpoint_model(dir.join("checkpoint.ckpt"), model, device)?;
     let (test_accuracy, test_loss) = evaluate(&r.model, test_set, device);
     let count = count_model(&r.model, arch, &CountOptions::default())?;
     Ok(Evaluation {

@@ -142,7 +142,9 @@ pub fn load_data(settings: &TrainSettings) -> Result<(ImageSet, ImageSet), CliEr
     Ok((train, test))
 }
 
-static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Held while a run seeds the backend's generator and draws from it (initialisation, a step's
+/// dropout): the generator is one per device, shared by every run in the process.
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Build a model with the backend's generator seeded by `seed`, so a run's initial weights
 /// depend on its seed alone (the lock keeps concurrent runs in one process apart).
@@ -154,7 +156,7 @@ pub fn seeded<M: Module>(device: &Device, seed: u64, init: impl FnOnce() -> M) -
             let _ = param.val();
         }
     }
-    let _guard = INIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     device.seed(seed);
     let model = init();
     model.visit(&mut Touch);
@@ -587,10 +589,12 @@ impl TrainRun<'_> {
                 }
                 // Dropout draws from the backend's generator: seeded per step, a resumed run
                 // draws what the uninterrupted one does.
-                device.seed(step_seed(s.seed, trainer.step_count()));
                 let (x, y) =
                     train_set.batch(chunk, augment.map(|a| (a, s.seed, epoch as u32)), device);
+                let rng = RNG_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+                device.seed(step_seed(s.seed, trainer.step_count()));
                 let logits = model.logits(x);
+                drop(rng);
                 let loss = loss_fn.forward(logits.clone(), y.clone());
                 let loss_value = loss.clone().into_scalar::<f64>();
                 if !loss_value.is_finite() {

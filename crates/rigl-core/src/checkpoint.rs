@@ -128,7 +128,9 @@ pub fn save_checkpoint<M: Module, O: SparseOptimizer>(
 ///
 /// # Errors
 /// [`SparsityError::Io`] if the file cannot be read; [`SparsityError::Record`] if it is not a
-/// checkpoint (or is truncated or corrupt) or does not fit the model; mask errors of
+/// checkpoint (or is truncated or corrupt), does not fit the model, or does not fit together
+/// (a method without a plan, method state or masks that differ from the plan, optimizer state
+/// of another shape or model); mask errors of
 /// [`Sparsify::load_sparse`](crate::Sparsify::load_sparse).
 pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
     path: impl AsRef<Path>,
@@ -136,7 +138,60 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
     optim: O,
     device: &Device,
 ) -> Result<Resumed<M, O>> {
-    let path = path.as_ref();
+    let (resumed, optim_state) = read_checkpoint(path.as_ref(), model, device)?;
+    let err = |e: &dyn ToString| SparsityError::Record {
+        path: path.as_ref().display().to_string(),
+        reason: e.to_string(),
+    };
+    let OptimizerRecord {
+        tensors,
+        scalars,
+        metadata,
+    } = optim_state;
+    check_optimizer_state(&resumed.model, &tensors, optim.flat_state()).map_err(|e| err(&e))?;
+    let mut writer = burn_pack::Writer::new(tensors);
+    for (k, v) in &scalars {
+        writer = writer.with_scalar(k, *v);
+    }
+    for (k, v) in &metadata {
+        writer = writer.with_metadata(k, v);
+    }
+    let optim = optim
+        .with_state_bytes(writer.into_bytes().map_err(|e| err(&e))?)
+        .map_err(|e| err(&e))?;
+    Ok(Resumed {
+        model: resumed.model,
+        optim,
+        trainer: resumed.trainer,
+        user: resumed.user,
+    })
+}
+
+/// The model, trainer and user metadata of a checkpoint written by [`save_checkpoint`],
+/// without its optimizer state (for evaluation and export: any optimizer may have written it).
+///
+/// # Errors
+/// Those of [`load_checkpoint`] but the optimizer's.
+pub fn load_checkpoint_model<M: Module>(
+    path: impl AsRef<Path>,
+    model: M,
+    device: &Device,
+) -> Result<Resumed<M, ()>> {
+    Ok(read_checkpoint(path.as_ref(), model, device)?.0)
+}
+
+/// The optimizer part of a checkpoint, prefixes removed.
+struct OptimizerRecord {
+    tensors: Vec<burn_pack::Tensor>,
+    scalars: std::collections::BTreeMap<String, burn_pack::Scalar>,
+    metadata: std::collections::BTreeMap<String, String>,
+}
+
+fn read_checkpoint<M: Module>(
+    path: &Path,
+    model: M,
+    device: &Device,
+) -> Result<(Resumed<M, ()>, OptimizerRecord)> {
     let origin = path.display().to_string();
     let err = |e: &dyn ToString| SparsityError::Record {
         path: origin.clone(),
@@ -182,6 +237,14 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
             .or_else(|| t.name.strip_prefix("init/").map(|r| (false, r)))
         {
             let rest = rest.to_string();
+            if t.shape.num_dims() != 1 || !t.dtype.is_float() {
+                return Err(err(&format!(
+                    "tensor `{}` is not a flat float tensor (shape {:?}, {:?})",
+                    t.name,
+                    t.shape.as_slice(),
+                    t.dtype
+                )));
+            }
             let (_, dtype, shape, _, bytes) = t.into_parts().map_err(|e| err(&e))?;
             let data = TensorData::from_bytes(bytes, shape, dtype);
             let tensor = Tensor::<1>::from_data(data, device);
@@ -197,31 +260,28 @@ pub fn load_checkpoint<M: Module, O: SparseOptimizer>(
         .map_err(|e| err(&e))?;
     let model = load_sparse_bytes(&model, model_bytes.to_vec(), &origin)?;
 
-    check_optimizer_state(&model, &optim_tensors, optim.flat_state()).map_err(|e| err(&e))?;
-    let mut writer = burn_pack::Writer::new(optim_tensors);
-    for (k, v) in &scalars {
-        if let Some(k) = k.strip_prefix("optim/") {
-            writer = writer.with_scalar(k, *v);
-        }
-    }
-    for (k, v) in &metadata {
-        if let Some(k) = k.strip_prefix("optim/") {
-            writer = writer.with_metadata(k, v);
-        }
-    }
-    let optim = optim
-        .with_state_bytes(writer.into_bytes().map_err(|e| err(&e))?)
-        .map_err(|e| err(&e))?;
+    let optim = OptimizerRecord {
+        tensors: optim_tensors,
+        scalars: scalars
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("optim/").map(|k| (k.to_string(), *v)))
+            .collect(),
+        metadata: metadata
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("optim/").map(|k| (k.to_string(), v.clone())))
+            .collect(),
+    };
     let trainer = SparseTrainer::from_snapshot(meta.trainer, method_state, initial_weights)
         .map_err(|e| err(&e))?;
     trainer.check_model(&model).map_err(|e| err(&e))?;
     let model = trainer.next_mode_for(model);
-    Ok(Resumed {
+    let resumed = Resumed {
         model,
-        optim,
+        optim: (),
         trainer,
         user: meta.user,
-    })
+    };
+    Ok((resumed, optim))
 }
 
 /// Every tensor of the optimizer's state belongs to a parameter of `model` and has its shape

@@ -100,6 +100,35 @@ pub enum SparsityError {
         /// The parameter path.
         path: String,
     },
+    /// A layer with so many NaN or infinite weights at a mask update that its active
+    /// connections cannot all be finite (the run has diverged).
+    #[error(
+        "`{path}` has {non_finite} NaN or infinite weights at step {step}: {finite} finite weights \
+         remain for its {needed} active connections (the run has diverged; lower the learning \
+         rate or resume from an earlier checkpoint)"
+    )]
+    NonFiniteWeights {
+        /// The parameter path.
+        path: String,
+        /// The step of the update.
+        step: i64,
+        /// Its NaN or infinite weights.
+        non_finite: usize,
+        /// Its finite weights.
+        finite: usize,
+        /// The connections the update must keep active.
+        needed: usize,
+    },
+    /// An optimizer hyperparameter outside its range.
+    #[error("optimizer setting `{name}` = {value} must be {expected}")]
+    InvalidOptimizerSetting {
+        /// The setting, e.g. `epsilon`.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// Its valid range, in words.
+        expected: &'static str,
+    },
     /// An optimizer state that cannot be read or rewritten.
     #[error("optimizer state: {0}")]
     OptimizerState(String),

@@ -48,7 +48,7 @@ pub mod updater;
 #[cfg(test)]
 mod test_utils;
 
-pub use checkpoint::{Resumed, load_checkpoint, save_checkpoint};
+pub use checkpoint::{Resumed, load_checkpoint, load_checkpoint_model, save_checkpoint};
 pub use config::{MaskInit, SparsityConfig};
 pub use distribution::{
     Distribution, DistributionLayer, DistributionOutcome, LayerShape, distribute, n_ones, n_zeros,

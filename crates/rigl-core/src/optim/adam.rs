@@ -40,8 +40,31 @@ pub struct SparseAdamConfig {
 }
 
 impl SparseAdamConfig {
+    /// Check the settings: `beta_1` and `beta_2` in `[0, 1)`, `epsilon` finite and `> 0`,
+    /// weight decay finite and `>= 0`, clipping thresholds `> 0`.
+    ///
+    /// # Errors
+    /// [`SparsityError::InvalidOptimizerSetting`](crate::SparsityError::InvalidOptimizerSetting)
+    /// naming the first setting out of range.
+    pub fn validate(&self) -> crate::Result<()> {
+        use super::hyperparameters::{Range, check, check_parts};
+        check("beta_1", self.beta_1 as f64, Range::UnitOpen)?;
+        check("beta_2", self.beta_2 as f64, Range::UnitOpen)?;
+        check("epsilon", self.epsilon as f64, Range::Positive)?;
+        if let Some(d) = &self.weight_decay {
+            check("weight_decay", d.penalty as f64, Range::NonNegative)?;
+        }
+        check_parts(None, None, self.grad_clipping.as_ref())
+    }
+
     /// The optimizer, with no state yet.
+    ///
+    /// # Panics
+    /// If the settings are out of range ([`validate`](Self::validate) says which).
     pub fn init(&self) -> SparseAdam {
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
         let rule = AdamRule {
             beta_1: self.beta_1,
             beta_2: self.beta_2,

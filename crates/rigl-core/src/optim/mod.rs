@@ -28,6 +28,7 @@
 
 mod adam;
 mod adamw;
+mod hyperparameters;
 mod record;
 mod sgd;
 mod slot;
@@ -41,3 +42,5 @@ pub use sgd::{SgdRule, SparseSgd, SparseSgdConfig};
 pub use slot::{SlotOptimizer, SlotRule, SlotState};
 pub use sparse_optimizer::SparseOptimizer;
 pub use weight_decay_scope::WeightDecayScope;
+
+pub(crate) use hyperparameters::{Range, check as check_hyperparameter};

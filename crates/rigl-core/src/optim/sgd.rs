@@ -58,8 +58,28 @@ pub struct SparseSgdConfig {
 }
 
 impl SparseSgdConfig {
+    /// Check the settings: momentum and dampening in `[0, 1]`, weight decay finite and
+    /// `>= 0`, clipping thresholds `> 0`.
+    ///
+    /// # Errors
+    /// [`SparsityError::InvalidOptimizerSetting`](crate::SparsityError::InvalidOptimizerSetting)
+    /// naming the first setting out of range.
+    pub fn validate(&self) -> crate::Result<()> {
+        super::hyperparameters::check_parts(
+            self.weight_decay.as_ref(),
+            self.momentum.as_ref(),
+            self.gradient_clipping.as_ref(),
+        )
+    }
+
     /// The optimizer, with no state yet.
+    ///
+    /// # Panics
+    /// If the settings are out of range ([`validate`](Self::validate) says which).
     pub fn init(&self) -> SparseSgd {
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
         let rule = SgdRule {
             weight_decay: self.weight_decay.as_ref().map(WeightDecay::new),
             momentum: self.momentum.as_ref().map(|m| Momentum {

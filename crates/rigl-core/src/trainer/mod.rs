@@ -264,7 +264,8 @@ impl SparseTrainer {
     /// [`init`](Self::init)).
     ///
     /// # Errors
-    /// [`SparsityError::InvalidSetting`] when the model runs in masked-gradient mode on a step
+    /// [`SparsityError::InvalidOptimizerSetting`] when the (base) learning rate is negative or
+    /// not finite, [`SparsityError::InvalidSetting`] when the model runs in masked-gradient mode on a step
     /// that needs the dense gradient, [`SparsityError::MissingGradient`] when a masked weight
     /// has no gradient while one is needed, selection errors (NaN weights or scores) and
     /// optimizer-state errors.
@@ -276,6 +277,11 @@ impl SparseTrainer {
         mut grads: GradientsParams,
     ) -> Result<StepOutcome<M>> {
         let lr = lr.into();
+        crate::optim::check_hyperparameter(
+            "learning rate",
+            lr.base(),
+            crate::optim::Range::NonNegative,
+        )?;
         let t = self.state.step;
         let is_update = self.is_update_step();
         let Some(updater) = self.updater.as_mut() else {

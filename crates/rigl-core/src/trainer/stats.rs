@@ -13,6 +13,12 @@ pub struct LayerUpdateStats {
     pub reset: usize,
     /// Connections switched off.
     pub dropped: usize,
+    /// NaN or infinite weights of the layer (active or not) seen by the update.
+    #[serde(default)]
+    pub non_finite_weights: usize,
+    /// NaN or infinite entries of the dense gradient the update saw (0 without one).
+    #[serde(default)]
+    pub non_finite_gradients: usize,
 }
 
 /// What a mask update did.
@@ -27,6 +33,13 @@ pub struct UpdateStats {
 }
 
 impl UpdateStats {
+    /// NaN or infinite weights and gradient entries over every layer.
+    pub fn non_finite(&self) -> (usize, usize) {
+        self.layers.iter().fold((0, 0), |(w, g), l| {
+            (w + l.non_finite_weights, g + l.non_finite_gradients)
+        })
+    }
+
     /// Fraction of active connections that are new (reset) after this update.
     pub fn changed_fraction(&self) -> f64 {
         let active: usize = self.layers.iter().map(|l| l.active).sum();

@@ -107,6 +107,36 @@ fn config_errors_name_the_problem() {
 }
 
 #[test]
+fn a_learning_rate_out_of_range_is_refused_before_anything_changes() {
+    let d = device();
+    let (model, mut trainer) = SparseTrainer::init(
+        Mlp::new([4, 6, 3, 2], &d),
+        &SparsityConfig::uniform(0.5),
+        DstConfig::new(Method::Set),
+    )
+    .unwrap();
+    let mut optim = sgd();
+    for lr in [f64::NAN, -0.1, f64::INFINITY] {
+        let grads = model.grads(0, 4, &d);
+        let err = trainer
+            .step(model.clone(), &mut optim, lr, grads)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                err,
+                SparsityError::InvalidOptimizerSetting {
+                    name: "learning rate",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(trainer.step_count(), 0);
+}
+
+#[test]
 fn rigl_update_step_trains_nothing_and_does_not_advance() {
     let device = device();
     let model = Mlp::new([6, 10, 8, 3], &device);
@@ -895,4 +925,114 @@ proptest! {
         run(model, &mut trainer, &mut optim, 7, |m, _, _| ok &= nnz(m) == target);
         prop_assert!(ok);
     }
+}
+
+/// `fc2`'s stored weights with `value` written at the flat positions of `at` (through a
+/// module mapper, which keeps the attached mask).
+fn poisoned(model: Mlp, at: &[usize], value: f32) -> Mlp {
+    struct Poison<'a>(ParamId, &'a [usize], f32);
+    impl burn::module::ModuleMapper for Poison<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if param.id != self.0 {
+                return param;
+            }
+            let (id, w, mapper) = param.consume();
+            let context = crate::param_context::ParamContext::capture(&w);
+            let (shape, device) = (w.shape(), w.device());
+            let mut v = floats_to_host(w.inner().reshape([-1]));
+            for &i in self.1 {
+                v[i] = self.2;
+            }
+            let n = v.len();
+            let poisoned = Tensor::<1>::from_data(TensorData::new(v, [n]), &device.inner());
+            Param::from_mapped_value(id, context.restore(poisoned.reshape(shape), id), mapper)
+        }
+    }
+    let id = model.fc2.weight.id;
+    model.map(&mut Poison(id, at, value))
+}
+
+/// Runs `model` until the trainer's next step is a mask update.
+fn until_update(model: Mlp, trainer: &mut SparseTrainer, optim: &mut ModuleOptimizer) -> Mlp {
+    let mut model = run(model, trainer, optim, 1, |_, _, _| {});
+    while !trainer.is_update_step() {
+        model = run(model, trainer, optim, 1, |_, _, _| {});
+    }
+    model
+}
+
+#[test]
+fn non_finite_weights_and_gradients_are_counted_and_a_diverged_layer_is_an_error() {
+    let d = device();
+    let dims = [6, 12, 10, 3];
+    let sparsity = SparsityConfig::uniform(0.5).with_seed(2);
+    let init = |method| {
+        let dst = DstConfig::new(method).with_frequency(2).with_end_step(20);
+        SparseTrainer::init(Mlp::new(dims, &d), &sparsity, dst).unwrap()
+    };
+    let per_layer = |stats: &UpdateStats| -> Vec<(usize, usize)> {
+        stats
+            .layers
+            .iter()
+            .map(|l| (l.non_finite_weights, l.non_finite_gradients))
+            .collect()
+    };
+    let inactive = |model: &Mlp| -> Vec<usize> {
+        let m = &masks(model)[1];
+        (0..120).filter(|&i| !m[i]).take(3).collect()
+    };
+
+    // SET (masked forward): two NaN and one infinite stored weight at inactive positions of
+    // fc2 do not reach the forward pass, and are counted.
+    let (model, mut trainer) = init(Method::Set);
+    let mut optim = sgd();
+    let model = until_update(model, &mut trainer, &mut optim);
+    let at = inactive(&model);
+    let model = poisoned(poisoned(model, &at[..2], f32::NAN), &at[2..], f32::INFINITY);
+    let out = floats_to_host(model.forward(Tensor::ones([2, 6], &d)).reshape([-1]));
+    assert!(out.iter().all(|v| v.is_finite()), "{out:?}");
+    let grads = model.grads(7, 8, &d);
+    let stats = trainer
+        .step(model, &mut optim, 0.05, grads)
+        .unwrap()
+        .update
+        .unwrap();
+    assert_eq!(per_layer(&stats), [(0, 0), (3, 0), (0, 0)]);
+    assert_eq!(stats.non_finite(), (3, 0));
+    let json = serde_json::to_string(&stats).unwrap();
+    assert!(json.contains("\"non_finite_weights\":3"), "{json}");
+    // Older updates.json files without the counts still read.
+    let old = json.replace(",\"non_finite_weights\":0,\"non_finite_gradients\":0", "");
+    assert!(!old.contains("\"non_finite_weights\":0"));
+    let back: UpdateStats = serde_json::from_str(&old).unwrap();
+    assert_eq!(back.layers[0].non_finite_weights, 0);
+
+    // RigL: a NaN entry of fc2's dense gradient at an inactive position is counted.
+    let (model, mut trainer) = init(Method::Rigl);
+    let mut optim = sgd();
+    let model = until_update(model, &mut trainer, &mut optim);
+    let at = inactive(&model);
+    let mut grads = model.grads(7, 8, &d);
+    let g = grads.remove::<2>(model.fc2.weight.id).unwrap();
+    let mut v = floats_to_host(g.clone().reshape([-1]));
+    v[at[0]] = f32::NAN;
+    let g = Tensor::<1>::from_data(TensorData::new(v, [120]), &g.device()).reshape([12, 10]);
+    grads.register::<2>(model.fc2.weight.id, g);
+    let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+    assert_eq!(per_layer(&out.update.unwrap()), [(0, 0), (0, 1), (0, 0)]);
+
+    // All of fc2 NaN: its 60 active connections cannot be chosen among finite weights.
+    let model = until_update(out.model, &mut trainer, &mut optim);
+    let model = poisoned(model, &(0..120).collect::<Vec<_>>(), f32::NAN);
+    let grads = model.grads(8, 8, &d);
+    let err = trainer.step(model, &mut optim, 0.05, grads).err().unwrap();
+    assert!(
+        matches!(
+            &err,
+            SparsityError::NonFiniteWeights { path, non_finite: 120, finite: 0, needed: 60, .. }
+                if path == "fc2.weight"
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("the run has diverged"), "{err}");
 }

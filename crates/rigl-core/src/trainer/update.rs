@@ -46,6 +46,21 @@ impl SparseTrainer {
                 },
             ));
         }
+        let non_finite = non_finite_counts(&input);
+        for (s, &(weights, _)) in input.layers.iter().zip(&non_finite) {
+            // The layer's planned active connections must be choosable among finite weights;
+            // beyond that the update cannot be made meaningfully.
+            let needed = s.target_active;
+            if weights > 0 && s.len - weights < needed {
+                return Err(SparsityError::NonFiniteWeights {
+                    path: s.path.clone(),
+                    step: t,
+                    non_finite: weights,
+                    finite: s.len - weights,
+                    needed,
+                });
+            }
+        }
         let decision = updater.update(&ctx, &input)?;
 
         // Per-layer counts of the decision: from the updater when it counted them, otherwise
@@ -73,13 +88,21 @@ impl SparseTrainer {
         let mut resets = HashMap::new();
         let mut slot_resets = Vec::new();
         let mut stats = Vec::with_capacity(input.layers.len());
-        for ((s, id), c) in input.layers.iter().zip(&ids).zip(counts.chunks_exact(3)) {
+        for (((s, id), c), nf) in input
+            .layers
+            .iter()
+            .zip(&ids)
+            .zip(counts.chunks_exact(3))
+            .zip(&non_finite)
+        {
             let (active, reset, dropped) = (c[0], c[1], c[2]);
             stats.push(LayerUpdateStats {
                 path: s.path.clone(),
                 active,
                 reset,
                 dropped,
+                non_finite_weights: nf.0,
+                non_finite_gradients: nf.1,
             });
             if reset > 0 {
                 let r = decision.reset.clone().narrow(0, s.offset, s.len);
@@ -204,6 +227,27 @@ impl SparseTrainer {
         };
         Ok((input, ids))
     }
+}
+
+/// Per layer of `input`: its NaN or infinite weights and dense-gradient entries (0 without a
+/// dense gradient), read back in one transfer.
+fn non_finite_counts(input: &UpdateInput) -> Vec<(usize, usize)> {
+    let bad = |t: &Tensor<1>| t.clone().is_finite().bool_not();
+    let weights = bad(&input.weights);
+    let grads = input.dense_grad.as_ref().map(bad);
+    let mut parts = Vec::new();
+    for s in &input.layers {
+        parts.push(weights.clone().narrow(0, s.offset, s.len));
+        if let Some(g) = &grads {
+            parts.push(g.clone().narrow(0, s.offset, s.len));
+        }
+    }
+    let counts = count_true(parts);
+    let per = if grads.is_some() { 2 } else { 1 };
+    counts
+        .chunks_exact(per)
+        .map(|c| (c[0], c.get(1).copied().unwrap_or(0)))
+        .collect()
 }
 
 /// Writes new masks and sets the weights at new connections to the grow initialisation.
