@@ -77,8 +77,18 @@ impl TrainArgs {
 /// The device named `name`.
 ///
 /// # Errors
-/// [`CliError::Invalid`] for an unknown device or one this build does not include.
+/// [`CliError::Invalid`] for an unknown device or one this build does not include;
+/// [`SparsityError::DeviceUnavailable`](rigl_core::SparsityError::DeviceUnavailable) for one
+/// it includes that this machine lacks.
 pub fn device(name: &str) -> Result<Device, CliError> {
+    let device = named_device(name)?;
+    if name != "flex" && name != "cpu" {
+        rigl_core::check_device(&device)?;
+    }
+    Ok(device)
+}
+
+fn named_device(name: &str) -> Result<Device, CliError> {
     match name {
         "flex" | "cpu" => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]

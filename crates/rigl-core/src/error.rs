@@ -119,6 +119,14 @@ pub enum SparsityError {
         /// The connections the update must keep active.
         needed: usize,
     },
+    /// A device this build includes but this machine does not have (no adapter or driver).
+    #[error("device {device} is not available: {reason}")]
+    DeviceUnavailable {
+        /// The device asked for.
+        device: String,
+        /// What the backend reported.
+        reason: String,
+    },
     /// An optimizer hyperparameter outside its range.
     #[error("optimizer setting `{name}` = {value} must be {expected}")]
     InvalidOptimizerSetting {

@@ -25,6 +25,7 @@
 
 mod checkpoint;
 mod config;
+mod device_check;
 mod distribution;
 mod error;
 mod init;
@@ -50,6 +51,7 @@ mod test_utils;
 
 pub use checkpoint::{Resumed, load_checkpoint, load_checkpoint_model, save_checkpoint};
 pub use config::{MaskInit, SparsityConfig};
+pub use device_check::check_device;
 pub use distribution::{
     Distribution, DistributionLayer, DistributionOutcome, LayerShape, distribute, n_ones, n_zeros,
 };

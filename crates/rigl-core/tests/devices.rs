@@ -288,3 +288,42 @@ fn sparse_training_on_wgpu_keeps_its_invariants() {
         }
     }
 }
+
+/// With every Vulkan driver and EGL vendor hidden, wgpu finds no adapter: `check_device` says
+/// so with a typed error instead of the backend's panic. Runs in a child process (the
+/// backend's device registry is process-wide).
+#[test]
+fn a_device_without_adapter_is_a_typed_error() {
+    if std::env::var_os("RIGL_NO_ADAPTER_CHILD").is_some() {
+        let err = rigl_core::check_device(&Device::wgpu(DeviceKind::DefaultDevice))
+            .expect_err("no adapter should be found");
+        assert!(
+            matches!(err, rigl_core::SparsityError::DeviceUnavailable { .. }),
+            "{err}"
+        );
+        println!("CHILD-SAW: {err}");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_device_without_adapter_is_a_typed_error",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RIGL_NO_ADAPTER_CHILD", "1")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/egl.json")
+        .env("LIBGL_ALWAYS_SOFTWARE", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("CHILD-SAW: device") && stdout.contains("is not available"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
