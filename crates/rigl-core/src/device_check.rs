@@ -38,7 +38,7 @@ pub fn check_device(device: &Device) -> Result<()> {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(probe));
     std::panic::set_hook(hook);
     match outcome {
-        Ok(sum) if sum == 3.0 => Ok(()),
+        Ok(3.0) => Ok(()),
         Ok(sum) => Err(SparsityError::DeviceUnavailable {
             device: name,
             reason: format!("a test sum gave {sum}, not 3"),
