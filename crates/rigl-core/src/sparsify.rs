@@ -276,11 +276,72 @@ pub(crate) fn load_sparse_bytes<M: Module>(module: &M, bytes: Vec<u8>, origin: &
             mode: GradientMode::Masked,
         })
     };
+    check_record_kinds(&model, &tensors).map_err(err)?;
     let record =
         ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| err(e.to_string()))?;
     model
         .try_load_record(record)
         .map_err(|e| err(e.to_string()))
+}
+
+/// Every record tensor that names a parameter of `module` has its kind (float, int, bool) and
+/// shape: Burn's record loading panics on a tensor of another kind.
+fn check_record_kinds<M: Module>(
+    module: &M,
+    tensors: &[burn_pack::Tensor],
+) -> core::result::Result<(), String> {
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Kind {
+        Float,
+        Int,
+        Bool,
+    }
+    struct Params(ModulePath, HashMap<String, (Kind, Vec<usize>)>);
+    impl Params {
+        fn add(&mut self, kind: Kind, dims: &[usize]) {
+            self.1.insert(self.0.joined(), (kind, dims.to_vec()));
+        }
+    }
+    impl ModuleVisitor for Params {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.0.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.add(Kind::Float, param.lazy_shape().as_slice());
+        }
+        fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<D, burn::tensor::Int>>) {
+            self.add(Kind::Int, param.lazy_shape().as_slice());
+        }
+        fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<D, Bool>>) {
+            self.add(Kind::Bool, param.lazy_shape().as_slice());
+        }
+    }
+    let mut params = Params(ModulePath::default(), HashMap::new());
+    module.visit(&mut params);
+    for t in tensors {
+        let Some((kind, dims)) = params.1.get(&t.name) else {
+            continue;
+        };
+        let found = if t.dtype.is_float() {
+            Kind::Float
+        } else if matches!(t.dtype, burn::tensor::DType::Bool(_)) {
+            Kind::Bool
+        } else {
+            Kind::Int
+        };
+        if found != *kind || t.shape.as_slice() != dims.as_slice() {
+            return Err(format!(
+                "tensor `{}` is {:?} {:?}, the parameter {kind:?} {dims:?}",
+                t.name,
+                t.dtype,
+                t.shape.as_slice()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A mask to attach: built on the host (loading a record) or on the device (selection).

@@ -389,4 +389,138 @@ mod tests {
         );
         assert_eq!(a, b);
     }
+
+    /// What happens to one tensor of a valid file.
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Dtype(usize),
+        Shape(Vec<usize>),
+        Rename(String),
+        Remove,
+    }
+
+    fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0usize..8).prop_map(Edit::Dtype),
+            prop::collection::vec(0usize..6, 0..6).prop_map(Edit::Shape),
+            "(fc|conv1|layer1\\.0\\.bn1|bn1)\\.(weight|bias|running_mean|[a-z]{1,4})"
+                .prop_map(Edit::Rename),
+            Just(Edit::Remove),
+        ]
+    }
+
+    /// A valid file with `edits` applied (byte lengths kept consistent with dtype and shape,
+    /// so the file parses and the loader sees the edit).
+    fn edited(path: &Path, edits: &[(Edit, usize)]) -> bool {
+        let mut keys: Vec<(String, Vec<usize>, Dtype)> = tiny_keys()
+            .into_iter()
+            .map(|(k, s)| {
+                let d = if k.ends_with("num_batches_tracked") {
+                    Dtype::I64
+                } else {
+                    Dtype::F32
+                };
+                (k, s, d)
+            })
+            .collect();
+        for (e, at) in edits {
+            let i = at % keys.len();
+            match e {
+                Edit::Dtype(d) => {
+                    keys[i].2 = [
+                        Dtype::F32,
+                        Dtype::F16,
+                        Dtype::BF16,
+                        Dtype::F64,
+                        Dtype::I64,
+                        Dtype::I32,
+                        Dtype::U8,
+                        Dtype::BOOL,
+                    ][*d]
+                }
+                Edit::Shape(s) => keys[i].1 = s.clone(),
+                Edit::Rename(n) => keys[i].0 = n.clone(),
+                Edit::Remove => {
+                    keys.remove(i);
+                }
+            }
+            if keys.is_empty() {
+                break;
+            }
+        }
+        let names: std::collections::HashSet<&String> = keys.iter().map(|k| &k.0).collect();
+        if names.len() != keys.len() {
+            // Two tensors of one name make no file.
+            return false;
+        }
+        let data: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = keys
+            .into_iter()
+            .map(|(k, s, d)| {
+                let n: usize = s.iter().product();
+                let bytes = vec![1u8; n * d.bitsize() / 8];
+                (k, s, d, bytes)
+            })
+            .collect();
+        let views: Option<Vec<(String, TensorView<'_>)>> = data
+            .iter()
+            .map(|(k, s, d, b)| {
+                TensorView::new(*d, s.clone(), b)
+                    .ok()
+                    .map(|v| (k.clone(), v))
+            })
+            .collect();
+        views.is_some_and(|v| safetensors::serialize_to_file(v, None, path).is_ok())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 128,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Arbitrary bytes, byte edits and truncations of a valid file, and edits of its
+        /// tensors (dtype, shape, name, presence): a typed error or a model, never a panic.
+        #[test]
+        fn safetensors_import_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                0..6,
+            ),
+            cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+            edits in proptest::collection::vec((edit(), proptest::prelude::any::<usize>()), 1..4),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let device = Device::default();
+            let junk = dir.path().join("junk.safetensors");
+            std::fs::write(&junk, &bytes).unwrap();
+            proptest::prop_assert!(load_torchvision(tiny_resnet().init(&device), &junk).is_err());
+
+            let valid = dir.path().join("valid.safetensors");
+            write(&valid, &tiny_keys());
+            let mut b = std::fs::read(&valid).unwrap();
+            for (at, v) in &flips {
+                let i = at.index(b.len());
+                b[i] = *v;
+            }
+            if let Some(cut) = cut {
+                b.truncate(cut.index(b.len()));
+            }
+            let flipped = dir.path().join("flipped.safetensors");
+            std::fs::write(&flipped, &b).unwrap();
+            let _ = load_torchvision(tiny_resnet().init(&device), &flipped);
+
+            let changed = dir.path().join("edited.safetensors");
+            if edited(&changed, &edits) {
+                let _ = load_torchvision(tiny_resnet().init(&device), &changed);
+                let _ = load_torchvision_sparse(
+                    tiny_resnet().init(&device),
+                    &changed,
+                    &SparsityConfig::erk(0.9),
+                );
+            }
+        }
+    }
 }

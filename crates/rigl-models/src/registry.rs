@@ -102,6 +102,31 @@ impl ModelKind {
         if options.width.is_some() && matches!(self, ModelKind::Mlp | ModelKind::Resnet50) {
             return not_for("width");
         }
+        // Bounds far beyond any real model, so that sizes computed from them cannot overflow.
+        let out_of = |what: &str, value: String, range: &str| {
+            Err(ModelError::InvalidConfig {
+                model,
+                reason: format!("{what} {value} is outside {range}"),
+            })
+        };
+        for (what, value, max) in [
+            ("num-classes", options.num_classes, 1 << 20),
+            ("input-size", options.input_size, 4096),
+            ("in-channels", options.in_channels, 64),
+            ("depth", options.depth, 1000),
+        ] {
+            if let Some(v) = value
+                && !(1..=max).contains(&v)
+            {
+                return out_of(what, v.to_string(), &format!("1..={max}"));
+            }
+        }
+        // (Widths <= 0 get each model's own message.)
+        if let Some(w) = options.width
+            && !(w.is_finite() && w <= 64.0)
+        {
+            return out_of("width", w.to_string(), "the finite values <= 64");
+        }
         let o = options;
         let config = match self {
             ModelKind::Mlp => {
@@ -469,5 +494,59 @@ mod tests {
             c.build(Count),
             784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
         );
+    }
+
+    fn size() -> impl proptest::strategy::Strategy<Value = Option<usize>> {
+        use proptest::prelude::*;
+        prop::option::of(prop_oneof![
+            0usize..40,
+            Just(usize::MAX),
+            Just(1 << 33),
+            any::<usize>()
+        ])
+    }
+
+    fn real() -> impl proptest::strategy::Strategy<Value = Option<f64>> {
+        use proptest::prelude::*;
+        prop::option::of(prop_oneof![
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(-1.0),
+            Just(0.0),
+            Just(1.0),
+            Just(1e300),
+            -2.0f64..4.0
+        ])
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 512,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Every model's knobs (zero, huge, NaN, negative): a configuration or a typed
+        /// error, never a panic.
+        #[test]
+        fn any_model_options_give_a_config_or_an_error(
+            kind in 0usize..5,
+            num_classes in size(),
+            input_size in size(),
+            in_channels in size(),
+            width in real(),
+            depth in size(),
+            dropout in real(),
+        ) {
+            let options = ModelOptions {
+                num_classes,
+                input_size,
+                in_channels,
+                width,
+                depth,
+                dropout,
+            };
+            let _ = ModelKind::ALL[kind].config(&options);
+        }
     }
 }

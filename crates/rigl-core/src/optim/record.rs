@@ -48,8 +48,72 @@ impl SparseOptimizer for ModuleOptimizer {
     }
 
     fn with_state_bytes(self, bytes: Bytes) -> Result<Self> {
+        check_record(&bytes)?;
         self.from_bytes(bytes).map_err(|e| state_error(&e))
     }
+}
+
+/// Burn's `ModuleOptimizer::from_bytes` panics on records it did not write itself (a tensor
+/// without a parameter id, a rank above 8, a state tensor of another rank than its parameter's
+/// `__rank`, a non-float state): refuse those first.
+fn check_record(bytes: &Bytes) -> Result<()> {
+    let reader = burn_pack::Reader::from_bytes(bytes.clone()).map_err(|e| state_error(&e))?;
+    let mut ranks: HashMap<u64, usize> = HashMap::new();
+    for (name, value) in reader.scalars() {
+        if let Some(id) = name
+            .strip_suffix(".__rank")
+            .and_then(|i| i.parse::<u64>().ok())
+        {
+            let rank = u64::try_from(*value)
+                .ok()
+                .and_then(|r| usize::try_from(r).ok())
+                .filter(|r| *r <= 8)
+                .ok_or_else(|| {
+                    state_error(&format!("`{name}` = {value:?} is not a rank in 0..=8"))
+                })?;
+            ranks.insert(id, rank);
+        }
+    }
+    let tensors = reader.into_tensors().map_err(|e| state_error(&e))?;
+    for t in &tensors {
+        let Some(id) = t.param_id else {
+            return Err(state_error(&format!(
+                "state tensor `{}` names no parameter",
+                t.name
+            )));
+        };
+        if !t.dtype.is_float() {
+            return Err(state_error(&format!(
+                "state tensor `{}` is {:?}, not a float tensor",
+                t.name, t.dtype
+            )));
+        }
+        let rank = *ranks.entry(id).or_insert(t.shape.num_dims());
+        if rank > 8 {
+            return Err(state_error(&format!(
+                "state tensor `{}` has rank {rank}",
+                t.name
+            )));
+        }
+    }
+    // Burn reads a parameter's state by name (`{id}.…`), at the parameter's rank.
+    for t in &tensors {
+        let rank = t
+            .name
+            .split_once('.')
+            .and_then(|(id, _)| id.parse::<u64>().ok())
+            .and_then(|id| ranks.get(&id));
+        if let Some(&rank) = rank
+            && t.shape.num_dims() != rank
+        {
+            return Err(state_error(&format!(
+                "state tensor `{}` has rank {}, its parameter {rank}",
+                t.name,
+                t.shape.num_dims()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Zero, in `optim`'s state, every slot of the parameters in `resets` at the positions set in

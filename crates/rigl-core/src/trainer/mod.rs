@@ -405,6 +405,23 @@ impl SparseTrainer {
             }
             (_, Some(plan)) => {
                 for l in &plan.layers {
+                    let numel = l
+                        .shape
+                        .dims
+                        .iter()
+                        .try_fold(1usize, |n, &d| n.checked_mul(d));
+                    if numel.is_none_or(|n| n > isize::MAX as usize) {
+                        return invalid(format!(
+                            "the plan gives `{}` the shape {:?}, which no tensor has",
+                            l.path, l.shape.dims
+                        ));
+                    }
+                    if !(0.0..=1.0).contains(&l.sparsity) {
+                        return invalid(format!(
+                            "the plan gives `{}` the sparsity {}, outside [0, 1]",
+                            l.path, l.sparsity
+                        ));
+                    }
                     if l.n_active > l.numel() {
                         return invalid(format!(
                             "the plan keeps {} of the {} weights of `{}`",
