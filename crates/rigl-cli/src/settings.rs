@@ -419,6 +419,25 @@ impl TrainSettings {
         (steps as f64 * self.steps_multiplier) as i64
     }
 
+    /// The optimizer steps of the whole run over `train_images` images: batches per epoch
+    /// times [`total_epochs`](Self::total_epochs).
+    ///
+    /// # Errors
+    /// [`CliError::Invalid`] when the count does not fit in 63 bits.
+    pub fn total_steps(&self, train_images: usize) -> Result<i64, CliError> {
+        train_images
+            .div_ceil(self.batch_size.max(1))
+            .checked_mul(self.total_epochs())
+            .and_then(|n| i64::try_from(n).ok())
+            .ok_or_else(|| {
+                CliError::Invalid(format!(
+                    "{} epochs of {train_images} images in batches of {} are more steps than a run can count",
+                    self.total_epochs(),
+                    self.batch_size
+                ))
+            })
+    }
+
     /// Check values no other check covers.
     ///
     /// # Errors
@@ -489,6 +508,30 @@ impl TrainSettings {
                 self.steps_multiplier
             ));
         }
+        if !(0.0..=1.0).contains(&self.drop_fraction) {
+            return bad(format!(
+                "drop fraction {} is outside [0, 1]",
+                self.drop_fraction
+            ));
+        }
+        if !(self.lr_decay_factor.is_finite() && self.lr_decay_factor > 0.0) {
+            return bad(format!(
+                "learning-rate decay factor {} must be positive",
+                self.lr_decay_factor
+            ));
+        }
+        if !self.rigl_acc_scale.is_finite() {
+            return bad(format!(
+                "rigl-acc-scale {} must be finite",
+                self.rigl_acc_scale
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.threshold_decay) {
+            return bad(format!(
+                "threshold decay {} is outside [0, 1]",
+                self.threshold_decay
+            ));
+        }
         self.sparsity_config()?;
         self.drop_anneal
             .parse::<DropAnneal>()
@@ -497,5 +540,160 @@ impl TrainSettings {
             .parse::<GrowInit>()
             .map_err(CliError::Invalid)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CONFIGS: [&str; 5] = [
+        include_str!("../../../configs/mnist-rigl.toml"),
+        include_str!("../../../configs/mnist.toml"),
+        include_str!("../../../configs/cifar-wrn.toml"),
+        include_str!("../../../configs/imagenet-resnet50.toml"),
+        include_str!("../../../configs/imagenet-mobilenet-v1.toml"),
+    ];
+
+    fn value() -> impl Strategy<Value = toml::Value> {
+        prop_oneof![
+            any::<i64>().prop_map(toml::Value::Integer),
+            prop_oneof![Just(0i64), Just(-1), Just(1), Just(i64::MAX), Just(1 << 40)]
+                .prop_map(toml::Value::Integer),
+            prop_oneof![
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(-0.5),
+                Just(0.0),
+                Just(1.0),
+                Just(1.5),
+                Just(1e300),
+                any::<f64>()
+            ]
+            .prop_map(toml::Value::Float),
+            any::<bool>().prop_map(toml::Value::Boolean),
+            "[a-z0-9=:._*-]{0,12}".prop_map(toml::Value::String),
+            prop::collection::vec(
+                prop_oneof![
+                    (-5.0f64..200.0).prop_map(toml::Value::Float),
+                    "[a-z0-9=._*]{0,8}".prop_map(toml::Value::String),
+                    (-3i64..100_000).prop_map(toml::Value::Integer),
+                ],
+                0..4
+            )
+            .prop_map(toml::Value::Array),
+        ]
+    }
+
+    /// A value of `old`'s type from the candidates (any value, an integer, a float, a string).
+    fn same_type(
+        old: &toml::Value,
+        (any, int, float, string): (toml::Value, i64, f64, String),
+    ) -> toml::Value {
+        let small = [0, 1, 2, -1, 3, 7, 100, 1 << 40];
+        match old {
+            toml::Value::Integer(_) => toml::Value::Integer(if int % 3 == 0 {
+                int
+            } else {
+                small[(int.unsigned_abs() % 8) as usize]
+            }),
+            toml::Value::Float(_) => toml::Value::Float(if int % 5 == 0 {
+                [f64::NAN, f64::INFINITY, 1.0, 0.0, -0.0][(int.unsigned_abs() % 5) as usize]
+            } else {
+                float / 1e3
+            }),
+            toml::Value::String(_) => toml::Value::String(string),
+            toml::Value::Boolean(_) => toml::Value::Boolean(int % 2 == 0),
+            _ => any,
+        }
+    }
+
+    /// Everything a run derives from its settings, as `rigl train` does before touching data.
+    fn derive(s: &TrainSettings) {
+        if s.validate().is_err() {
+            return;
+        }
+        let data = ImageSet {
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            channels: 1,
+            height: s.input_size.unwrap_or(28),
+            width: s.input_size.unwrap_or(28),
+            classes: 10,
+            normalization: vec![(0.5, 0.25)],
+        };
+        // Model knobs (width, depth, dropout) are the model's to check.
+        if s.model.config(&s.model_options(&data)).is_err() {
+            return;
+        }
+        let _ = s.sparsity_config();
+        if let Ok(total) = s.total_steps(60_000) {
+            let _ = s.dst_config(total).map(|d| d.schedule());
+            for step in [0, 1, total / 2, total] {
+                let _ = s.lr_at(s.total_epochs() / 2, step);
+                let _ = s.scaled_steps(step);
+            }
+        }
+        let back = TrainSettings::from_toml(&s.to_toml()).expect("settings read back");
+        assert!(
+            back.resume_differences(s).is_empty(),
+            "{:?}",
+            back.resume_differences(s)
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Arbitrary text: settings or a typed error, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "(?s).{0,300}") {
+            if let Ok(s) = TrainSettings::from_toml(&text) {
+                derive(&s);
+            }
+        }
+
+        /// The shipped configurations with values replaced, keys added or removed: a run's
+        /// settings or a typed error naming the problem, never a panic.
+        #[test]
+        fn edited_configs_never_panic(
+            which in 0usize..5,
+            edits in prop::collection::vec(
+                (
+                    any::<prop::sample::Index>(),
+                    (value(), any::<i64>(), -1e3f64..1e3, "[a-z0-9=:._*-]{0,12}"),
+                    prop::option::of("[a-z-]{1,14}"),
+                    prop::bool::weighted(0.8),
+                ),
+                1..4,
+            ),
+            drop in prop::option::of(any::<prop::sample::Index>()),
+        ) {
+            let mut table: toml::Table = toml::from_str(CONFIGS[which]).unwrap();
+            for (at, value, new_key, typed) in edits {
+                let key = match new_key {
+                    Some(k) => k,
+                    None => {
+                        let keys: Vec<String> = table.keys().cloned().collect();
+                        keys[at.index(keys.len())].clone()
+                    }
+                };
+                // Mostly a value of the type the key has, so that edits reach validation.
+                let value = match (table.get(&key), typed) {
+                    (Some(old), true) => same_type(old, value),
+                    _ => value.0,
+                };
+                table.insert(key, value);
+            }
+            if let Some(d) = drop {
+                let keys: Vec<String> = table.keys().cloned().collect();
+                table.remove(&keys[d.index(keys.len())]);
+            }
+            let text = toml::to_string(&table).unwrap();
+            if let Ok(s) = TrainSettings::from_toml(&text) {
+                derive(&s);
+            }
+        }
     }
 }

@@ -481,9 +481,9 @@ impl TrainRun<'_> {
             Start::Overwrite => dir.clear()?,
             _ => {}
         }
+        let total_steps = s.total_steps(train_set.len())?;
         let batches_per_epoch = train_set.len().div_ceil(s.batch_size);
         let epochs = s.total_epochs();
-        let total_steps = (batches_per_epoch * epochs) as i64;
         let (sparsity, depthwise) = sparsity_for(s, arch)?;
         let dst = s.dst_config(total_steps)?;
 
