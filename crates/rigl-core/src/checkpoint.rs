@@ -33,8 +33,9 @@ struct TrainerMeta {
     /// The trainer's configuration, plan and counters.
     #[serde(flatten)]
     trainer: TrainerSnapshot,
-    /// Free-form user metadata (epoch, metrics, ...).
-    user: HashMap<String, String>,
+    /// Free-form user metadata (epoch, metrics, ...), in key order so that a checkpoint's bytes
+    /// are a function of its contents.
+    user: std::collections::BTreeMap<String, String>,
 }
 
 /// What [`load_checkpoint`] returns.
@@ -104,7 +105,7 @@ pub fn save_checkpoint<M: Module, O: SparseOptimizer>(
     }
     let meta = TrainerMeta {
         trainer: trainer.snapshot(),
-        user: user.clone(),
+        user: user.clone().into_iter().collect(),
     };
     let json = serde_json::to_string(&meta).map_err(|e| err(&e))?;
     let mut writer = burn_pack::Writer::new(tensors)
@@ -279,7 +280,7 @@ fn read_checkpoint<M: Module>(
         model,
         optim: (),
         trainer,
-        user: meta.user,
+        user: meta.user.into_iter().collect(),
     };
     Ok((resumed, optim))
 }

@@ -544,22 +544,22 @@ impl SparseTrainer {
                 k.path
             ));
         }
-        let exact = self
-            .updater
-            .as_ref()
-            .is_some_and(|u| u.keeps_planned_count(self.state.updates));
         let counts = count_true(checked.iter().map(|(_, m)| m.clone()).collect());
         for ((l, _), nnz) in checked.iter().zip(counts) {
-            let fits = if exact {
-                nnz == l.n_active
-            } else {
-                (l.n_active..=l.numel()).contains(&nnz)
+            let (fewest, most) = match &self.updater {
+                Some(u) => u.active_bounds(l, self.state.updates),
+                None => (l.n_active, l.n_active),
             };
+            let fits = (fewest..=most).contains(&nnz);
             if !fits {
+                let expected = if fewest == most {
+                    fewest.to_string()
+                } else {
+                    format!("{fewest} to {most}")
+                };
                 return invalid(format!(
-                    "the mask of `{}` has {nnz} active weights, the plan {} of {}",
+                    "the mask of `{}` has {nnz} active weights, the plan {expected} of {}",
                     l.path,
-                    l.n_active,
                     l.numel()
                 ));
             }

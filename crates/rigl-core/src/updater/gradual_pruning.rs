@@ -77,6 +77,14 @@ impl MaskUpdater for GradualPruning {
         1
     }
 
+    /// Pruning ends at `round_half_even(f32(n) * (1 - f32(s)))` ([`kept_at`](Self::kept_at) at
+    /// the end step), which may be one below the plan's `n - floor(s * n)`.
+    fn active_bounds(&self, layer: &crate::plan::PlannedLayer, _updates: u64) -> (usize, usize) {
+        let n = layer.numel();
+        let last = ((n as f32 * (1.0 - layer.sparsity as f32)).round_ties_even() as usize).min(n);
+        (last.min(layer.n_active), n)
+    }
+
     fn load_state(&mut self, state: MethodState) -> Result<()> {
         self.thresholds = state
             .into_iter()

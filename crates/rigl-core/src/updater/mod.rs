@@ -313,12 +313,17 @@ pub trait MaskUpdater: Send + Sync {
         numel
     }
 
-    /// Whether every mask holds exactly the plan's active count after `updates` mask updates
-    /// (false while SNIP has not taken its shot, and for gradual pruning, whose masks shrink
-    /// towards the plan).
-    fn keeps_planned_count(&self, updates: u64) -> bool {
+    /// The fewest and most active weights a mask of `layer` may hold after `updates` mask
+    /// updates (checked when a checkpoint is loaded): exactly the plan's count for methods
+    /// that keep it; for SNIP before its shot and gradual pruning, between the final count and
+    /// every weight.
+    fn active_bounds(&self, layer: &crate::plan::PlannedLayer, updates: u64) -> (usize, usize) {
         let _ = updates;
-        !self.starts_dense()
+        if self.starts_dense() {
+            (layer.n_active, layer.numel())
+        } else {
+            (layer.n_active, layer.n_active)
+        }
     }
 
     /// Restore a [`state`](Self::state).

@@ -24,8 +24,12 @@ impl MaskUpdater for Snip {
         true
     }
 
-    fn keeps_planned_count(&self, updates: u64) -> bool {
-        updates > 0
+    fn active_bounds(&self, layer: &crate::plan::PlannedLayer, updates: u64) -> (usize, usize) {
+        if updates > 0 {
+            (layer.n_active, layer.n_active)
+        } else {
+            (layer.numel(), layer.numel())
+        }
     }
 
     fn needs_dense_gradient(&self, is_update_step: bool) -> bool {
