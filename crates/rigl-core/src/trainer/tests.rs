@@ -1036,3 +1036,131 @@ fn non_finite_weights_and_gradients_are_counted_and_a_diverged_layer_is_an_error
     );
     assert!(err.to_string().contains("the run has diverged"), "{err}");
 }
+
+/// The flat stored weights of the kernel at `path` of the test MLP.
+fn kernel_at(model: &Mlp, path: &str) -> Vec<f32> {
+    let layer = match path {
+        "fc1.weight" => &model.fc1,
+        "fc2.weight" => &model.fc2,
+        _ => &model.fc3,
+    };
+    floats_to_host(layer.weight.val().reshape([-1]))
+}
+
+/// The masks of the test MLP's sparse layers by path.
+fn masks_by_path(model: &Mlp) -> Vec<(String, Vec<bool>)> {
+    model
+        .sparse_layers()
+        .into_iter()
+        .map(|l| (l.path, bools_to_host(l.mask.unwrap())))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// For every method, option and optimizer, after every step: each masked layer holds the
+    /// plan's count (SNIP: every weight before its shot; gradual pruning: never below its final
+    /// count, the final count after its end step); an update reports the active and dropped
+    /// counts its masks show and (but for pruning, whose pruned weights may come back)
+    /// switches on as many previously inactive positions as it reports, all at weight zero;
+    /// nothing changes outside update steps.
+    #[test]
+    fn invariants_hold_after_every_step(
+        method in prop::sample::select(Method::ALL.to_vec()),
+        optimizer in 0usize..4,
+        sparsity in 0.3f64..0.95,
+        erk in any::<bool>(),
+        first_dense in any::<bool>(),
+        last in prop::option::of(0.0f64..0.9),
+        custom in prop::option::of(0.0f64..0.95),
+        allow_regrow in any::<bool>(),
+        train_on_update_steps in any::<bool>(),
+        anneal in prop::sample::select(vec![DropAnneal::Constant, DropAnneal::Cosine, DropAnneal::ExponentialK(0.5)]),
+        drop in 0.05f64..0.9,
+        seed in 0u64..1000,
+    ) {
+        let d = device();
+        let mut config = if erk { SparsityConfig::erk(sparsity) } else { SparsityConfig::uniform(sparsity) }
+            .with_seed(seed)
+            .with_last_layer_sparsity(last);
+        if first_dense {
+            config = config.first_layer_dense();
+        }
+        if let Some(c) = custom {
+            config = config.with_custom_sparsity("fc2.weight", c);
+        }
+        let dst = DstConfig::new(method)
+            .with_frequency(2)
+            .with_end_step(10)
+            .with_drop_fraction(drop)
+            .with_drop_anneal(anneal)
+            .with_allow_regrow(allow_regrow)
+            .with_train_on_update_steps(train_on_update_steps);
+        let Ok((model, mut trainer)) = SparseTrainer::init(Mlp::new([5, 9, 7, 3], &d), &config, dst) else {
+            // Infeasible ERK plans and refused combinations are typed errors, tested elsewhere.
+            return Ok(());
+        };
+        let plan: HashMap<String, (usize, usize, f64)> = trainer
+            .plan()
+            .map(|p| p.layers.iter().filter(|l| l.masked).map(|l| (l.path.clone(), (l.n_active, l.numel(), l.sparsity))).collect())
+            .unwrap_or_default();
+        macro_rules! check {
+            ($optim:expr) => {{
+                let mut optim = $optim;
+                let mut model = model;
+                let mut before = masks_by_path(&model);
+                let mut updates = 0u64;
+                for i in 0..14 {
+                    let g = model.grads(i, 6, &d);
+                    let out = trainer.step(model, &mut optim, 0.05, g).unwrap();
+                    model = out.model;
+                    let now = masks_by_path(&model);
+                    if let Some(stats) = &out.update {
+                        updates += 1;
+                        for ((path, b), (_, a)) in before.iter().zip(&now) {
+                            let new: Vec<usize> = (0..a.len()).filter(|&k| a[k] && !b[k]).collect();
+                            let layer = stats.layers.iter().find(|l| &l.path == path).unwrap();
+                            prop_assert_eq!(layer.active, a.iter().filter(|&&x| x).count(), "{} {} active at call {}: {:?}", method, path, i, stats);
+                            prop_assert_eq!(layer.dropped, (0..a.len()).filter(|&k| b[k] && !a[k]).count(), "{} {} dropped at call {}: {:?}", method, path, i, stats);
+                            // Gradual pruning: a pruned weight whose magnitude reaches the threshold
+                            // again comes back with its weight, as in the reference.
+                            if method == Method::Prune {
+                                continue;
+                            }
+                            if method != Method::StaticRezero {
+                                prop_assert_eq!(layer.reset, new.len(), "{} {} reset at call {}", method, path, i);
+                            }
+                            let w = kernel_at(&model, path);
+                            prop_assert!(new.iter().all(|&k| w[k] == 0.0), "{}: a new connection of {} is not zero", method, path);
+                        }
+                    } else {
+                        prop_assert_eq!(&now, &before, "{}: masks changed without an update", method);
+                    }
+                    for (path, m) in &now {
+                        let count = m.iter().filter(|&&x| x).count();
+                        let (planned, numel, s) = plan[path];
+                        match method {
+                            Method::Prune => {
+                                let last = ((numel as f32 * (1.0 - s as f32)).round_ties_even() as usize).min(numel);
+                                prop_assert!(count >= last.min(planned), "prune {}: {} active, final {}", path, count, last);
+                                if trainer.step_count() > 12 {
+                                    prop_assert_eq!(count, last, "prune {} after its end", path);
+                                }
+                            }
+                            Method::Snip if updates == 0 => prop_assert_eq!(count, numel),
+                            _ => prop_assert_eq!(count, planned, "{} {}", method, path),
+                        }
+                    }
+                    before = now;
+                }
+            }};
+        }
+        match optimizer {
+            0 => check!(sgd()),
+            1 => check!(crate::optim::SparseSgdConfig::new().with_momentum(Some(MomentumConfig::new())).init()),
+            2 => check!(crate::optim::SparseAdamConfig::new().init()),
+            _ => check!(crate::optim::SparseAdamWConfig::new().init()),
+        }
+    }
+}

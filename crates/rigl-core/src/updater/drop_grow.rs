@@ -31,7 +31,9 @@ pub fn n_prune(n_ones: usize, drop_fraction: f64) -> usize {
 /// which also reports what changed in each layer.
 ///
 /// With `allow_regrow == false` (a documented variant used by other implementations), a
-/// connection dropped in this update cannot be grown back in the same update.
+/// connection dropped in this update cannot be grown back in the same update, so a layer drops
+/// at most as many connections as it has inactive positions to grow into (none for a layer
+/// kept fully dense): the count stays exact.
 ///
 /// # Errors
 /// [`crate::SparsityError::Select`], naming the layer, when NaN weights or scores leave too few
@@ -46,7 +48,10 @@ pub fn drop_and_grow(
         .layers
         .iter()
         .map(|l| {
-            let prune = n_prune(l.n_active, drop_fraction);
+            let mut prune = n_prune(l.n_active, drop_fraction);
+            if !allow_regrow {
+                prune = prune.min(l.len - l.n_active);
+            }
             DropGrowSegment {
                 offset: l.offset,
                 len: l.len,
