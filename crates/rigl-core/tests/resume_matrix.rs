@@ -187,16 +187,7 @@ fn difference(a: Vec<u8>, b: Vec<u8>) -> String {
 
 fn matrix<O: SparseOptimizer>(optim: Optim, make: impl Fn() -> O + Copy + Send + Sync) {
     let dir = tempfile::tempdir().unwrap();
-    for method in [
-        Method::Dense,
-        Method::Scratch,
-        Method::StaticRezero,
-        Method::Set,
-        Method::Snfs,
-        Method::Rigl,
-        Method::Snip,
-        Method::Prune,
-    ] {
+    for method in Method::ALL {
         let pool = |n| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
