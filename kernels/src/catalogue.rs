@@ -439,6 +439,160 @@ pub fn drop_grow_catalogue(max_len: usize) -> Vec<DropGrowProblem> {
     out
 }
 
+/// How the active positions of a sparse-product problem are laid out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MaskShape {
+    /// Each position active with this probability.
+    Random(f64),
+    /// Every position active.
+    Full,
+    /// No position active.
+    Empty,
+    /// Rows in turn empty, fully dense and 10% random, every third column empty.
+    RowsAndColumns,
+}
+
+/// A sparse linear layer problem: `y = x W`, `dx = dy Wᵀ` and `dW` at the active positions.
+#[derive(Clone, Debug)]
+pub struct SparseMatmulProblem {
+    /// A unique, descriptive name.
+    pub name: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Inputs (rows of `W`).
+    pub rows: usize,
+    /// Outputs (columns of `W`).
+    pub cols: usize,
+    /// `[batch, rows]`, with a third of the entries exactly zero (a ReLU's output).
+    pub x: Vec<f32>,
+    /// `[batch, cols]`.
+    pub dy: Vec<f32>,
+    /// `[rows, cols]`; NaN at every inactive position, which no kernel may read.
+    pub weight: Vec<f32>,
+    /// `[rows, cols]`, `true` = active.
+    pub mask: Vec<bool>,
+}
+
+impl SparseMatmulProblem {
+    /// The weight with zeros at the inactive positions (what the masked dense path uses).
+    pub fn masked_weight(&self) -> Vec<f32> {
+        self.weight
+            .iter()
+            .zip(&self.mask)
+            .map(|(&w, &m)| if m { w } else { 0.0 })
+            .collect()
+    }
+
+    /// Multiply-adds of one dense product: `batch * rows * cols`.
+    pub fn dense_work(&self) -> usize {
+        self.batch * self.rows * self.cols
+    }
+}
+
+/// One sparse-product problem (deterministic in its parameters).
+pub fn sparse_matmul_problem(
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    shape: MaskShape,
+    seed: u64,
+) -> SparseMatmulProblem {
+    let mut rng = SplitMix64::new(seed);
+    let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let mask: Vec<bool> = (0..rows * cols)
+        .map(|p| {
+            let (i, j) = (p / cols.max(1), p % cols.max(1));
+            match shape {
+                MaskShape::Random(d) => uniform() < d,
+                MaskShape::Full => true,
+                MaskShape::Empty => false,
+                MaskShape::RowsAndColumns => {
+                    j % 3 != 2
+                        && match i % 3 {
+                            0 => false,
+                            1 => true,
+                            _ => uniform() < 0.1,
+                        }
+                }
+            }
+        })
+        .collect();
+    let weight = mask
+        .iter()
+        .map(|&m| {
+            let v = (uniform() * 2.0 - 1.0) as f32;
+            if m { v } else { f32::NAN }
+        })
+        .collect();
+    let x = (0..batch * rows)
+        .map(|_| {
+            let u = uniform();
+            if u < 1.0 / 3.0 {
+                0.0
+            } else {
+                (u * 4.0 - 2.0) as f32
+            }
+        })
+        .collect();
+    let dy = (0..batch * cols)
+        .map(|_| (uniform() * 2.0 - 1.0) as f32 * 0.01)
+        .collect();
+    SparseMatmulProblem {
+        name: format!("sparse-matmul batch={batch}/{rows}x{cols}/{shape:?}"),
+        batch,
+        rows,
+        cols,
+        x,
+        dy,
+        weight,
+        mask,
+    }
+}
+
+/// The shapes of [`sparse_matmul_catalogue`]: batch 1, odd sizes across the kernels' tiles, the
+/// MNIST MLP's three layers at batch 100, and a 4096x4096 layer.
+pub const SPARSE_MATMUL_SHAPES: [(usize, usize, usize); 10] = [
+    (1, 1, 1),
+    (1, 7, 5),
+    (3, 17, 13),
+    (65, 33, 257),
+    (129, 70, 300),
+    (1, 784, 300),
+    (100, 784, 300),
+    (100, 300, 100),
+    (100, 100, 10),
+    (1, 4096, 4096),
+];
+
+/// Sparse-product problems with at most `max_work` dense multiply-adds: every shape of
+/// [`SPARSE_MATMUL_SHAPES`] with an empty, a full, a row-and-column structured, a 10% and a 2%
+/// random mask.
+pub fn sparse_matmul_catalogue(max_work: usize) -> Vec<SparseMatmulProblem> {
+    let shapes = [
+        MaskShape::Empty,
+        MaskShape::Full,
+        MaskShape::RowsAndColumns,
+        MaskShape::Random(0.1),
+        MaskShape::Random(0.02),
+    ];
+    let mut out = Vec::new();
+    for (n, &(batch, rows, cols)) in SPARSE_MATMUL_SHAPES.iter().enumerate() {
+        if batch * rows * cols > max_work {
+            continue;
+        }
+        for (k, &shape) in shapes.iter().enumerate() {
+            out.push(sparse_matmul_problem(
+                batch,
+                rows,
+                cols,
+                shape,
+                7_000 + (n * 10 + k) as u64,
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,6 +92,7 @@ pub use cpu_reference::drop_grow::{DropGrowCounts, DropGrowDecision, DropGrowSeg
 pub use cpu_reference::keys::{f32_key, key_f32};
 pub use cpu_reference::philox::{Philox, philox4x32_10, stream_id};
 pub use cpu_reference::random_mask::RandomSegment;
+pub use cpu_reference::sparse_pattern::{SparseError, SparsePattern};
 pub use cpu_reference::top_k_mask::{Segment, SegmentedSelection, SelectError};
 pub use drop_grow::{DropGrow, Growth, drop_grow};
 pub use select::{

@@ -270,3 +270,71 @@ mod wgpu {
         check_device(std::slice::from_ref(&resnet), &device, true);
     }
 }
+
+/// Bits of a float buffer, for exact comparison (NaN included).
+fn float_bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+/// The sparse products' fast CPU path equals the reference bit for bit, and the reference
+/// equals the dense product of the masked weight within the bound of the `spmm` module docs.
+#[test]
+fn sparse_products_fast_cpu_equals_reference() {
+    use rigl_kernels::SparsePattern;
+    use rigl_kernels::catalogue::sparse_matmul_catalogue;
+    use rigl_kernels::cpu_reference::{sddmm, spmm, spmm_transposed};
+    let problems = sparse_matmul_catalogue(usize::MAX);
+    assert_eq!(problems.len(), 50);
+    for p in &problems {
+        let pattern = SparsePattern::from_mask(p.rows, p.cols, &p.mask).unwrap();
+        let y = spmm(&p.x, p.batch, &p.weight, &pattern).unwrap();
+        let dx = spmm_transposed(&p.dy, p.batch, &p.weight, &pattern).unwrap();
+        let dw = sddmm(&p.x, &p.dy, p.batch, &pattern).unwrap();
+        assert!(y.iter().chain(&dx).chain(&dw).all(|v| v.is_finite()), "{}", p.name);
+        let fast_y = cpu::spmm(&p.x, p.batch, &p.weight, &pattern).unwrap();
+        let fast_dx = cpu::spmm_transposed(&p.dy, p.batch, &p.weight, &pattern).unwrap();
+        let fast_dw = cpu::sddmm(&p.x, &p.dy, p.batch, &pattern).unwrap();
+        assert_eq!(float_bits(&fast_y), float_bits(&y), "forward of {}", p.name);
+        assert_eq!(float_bits(&fast_dx), float_bits(&dx), "input gradient of {}", p.name);
+        assert_eq!(float_bits(&fast_dw), float_bits(&dw), "weight gradient of {}", p.name);
+        // Against the dense product of the masked weight, summed in f64.
+        if p.dense_work() > 20_000_000 {
+            continue;
+        }
+        let w = p.masked_weight();
+        let (b, r, c) = (p.batch, p.rows, p.cols);
+        for bi in 0..b {
+            for j in 0..c {
+                let (exact, mag) = (0..r).fold((0.0f64, 0.0f64), |(s, m), i| {
+                    let t = p.x[bi * r + i] as f64 * w[i * c + j] as f64;
+                    (s + t, m + t.abs())
+                });
+                let bound = r as f64 * f32::EPSILON as f64 * mag;
+                assert!((y[bi * c + j] as f64 - exact).abs() <= bound, "{}", p.name);
+            }
+            for i in 0..r {
+                let (exact, mag) = (0..c).fold((0.0f64, 0.0f64), |(s, m), j| {
+                    let t = p.dy[bi * c + j] as f64 * w[i * c + j] as f64;
+                    (s + t, m + t.abs())
+                });
+                let bound = c as f64 * f32::EPSILON as f64 * mag;
+                assert!((dx[bi * r + i] as f64 - exact).abs() <= bound, "{}", p.name);
+            }
+        }
+        for i in 0..r {
+            for j in 0..c {
+                let at = i * c + j;
+                if !p.mask[at] {
+                    assert_eq!(dw[at].to_bits(), 0, "{}", p.name);
+                    continue;
+                }
+                let (exact, mag) = (0..b).fold((0.0f64, 0.0f64), |(s, m), bi| {
+                    let t = p.x[bi * r + i] as f64 * p.dy[bi * c + j] as f64;
+                    (s + t, m + t.abs())
+                });
+                let bound = b as f64 * f32::EPSILON as f64 * mag;
+                assert!((dw[at] as f64 - exact).abs() <= bound, "{}", p.name);
+            }
+        }
+    }
+}

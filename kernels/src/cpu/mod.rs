@@ -2,7 +2,13 @@
 
 pub mod drop_grow;
 pub mod radix_select;
+pub mod sddmm;
+pub mod spmm;
+pub mod transpose;
 
+pub use sddmm::sddmm;
+pub use spmm::{spmm, spmm_transposed};
+pub use transpose::transpose;
 pub use drop_grow::{DropGrowFlags, DropGrowOutcome, drop_grow, drop_grow_counts};
 pub use radix_select::{
     SegmentCounts, philox_u32, segmented_random_top_k_counts, segmented_random_top_k_mask,

@@ -7,8 +7,13 @@ pub(crate) mod drop_grow;
 pub(crate) mod keys;
 pub(crate) mod philox;
 pub(crate) mod random_mask;
+pub(crate) mod sddmm;
+pub(crate) mod sparse_pattern;
+pub(crate) mod spmm;
 pub(crate) mod top_k_mask;
 
 pub use drop_grow::{check_disjoint, drop_grow};
 pub use random_mask::{philox_keys, segmented_random_top_k_mask};
+pub use sddmm::{SDDMM_LANES, lane_dot, sddmm};
+pub use spmm::{spmm, spmm_transposed};
 pub use top_k_mask::{segmented_top_k_mask, top_k_mask_f32, top_k_mask_u32};
