@@ -26,6 +26,14 @@ pub enum SparsityError {
         /// The offending value.
         value: f64,
     },
+    /// A density threshold of sparse execution outside `[0, 1]`.
+    #[error("sparse-execution density threshold {value} for {kind} layers is outside [0, 1]")]
+    InvalidDensityThreshold {
+        /// The layer kind (`linear`, `conv`).
+        kind: &'static str,
+        /// The offending value.
+        value: f64,
+    },
     /// A power scale for ERK that is not a finite number.
     #[error("ERK power scale {0} is not a finite number")]
     InvalidPowerScale(f64),

@@ -36,6 +36,7 @@ pub mod learner;
 mod mask;
 mod method;
 mod module_path;
+pub mod nn;
 pub mod optim;
 mod param_context;
 pub mod pattern;

@@ -26,7 +26,7 @@ fn host_bool(t: BoolTensor<Flex>) -> Vec<bool> {
 /// Run `f` on the scores as a host slice: borrowed when the tensor is contiguous `f32`,
 /// shared or not (`into_data` of a shared tensor copies through bytes, about 6 ns per
 /// element), copied otherwise.
-fn with_f32<R>(t: FloatTensor<Flex>, f: impl FnOnce(&[f32]) -> R) -> R {
+pub(super) fn with_f32<R>(t: FloatTensor<Flex>, f: impl FnOnce(&[f32]) -> R) -> R {
     match t.as_slice::<f32>() {
         Some(s) => f(s),
         None => f(&host_f32(t)),

@@ -135,3 +135,4 @@ pub trait SelectBackend: burn::backend::Backend {
 #[cfg(feature = "cube")]
 mod cube;
 mod flex;
+pub mod sparse_linear;

@@ -37,6 +37,11 @@ pub enum SparseError {
         /// Its number of elements.
         actual: usize,
     },
+    /// The device's backend or the tensor's element type has no sparse kernels.
+    Unsupported {
+        /// What is missing, e.g. `backend Cube` or `dtype F16`.
+        what: String,
+    },
 }
 
 impl fmt::Display for SparseError {
@@ -58,6 +63,7 @@ impl fmt::Display for SparseError {
                 f,
                 "`{operand}` has {actual} elements where the sparse pattern needs {expected}"
             ),
+            Self::Unsupported { what } => write!(f, "no sparse kernels for {what}"),
         }
     }
 }

@@ -353,6 +353,18 @@ impl ModuleMapper for UpdateMapper<'_> {
         let Some(values) = self.masks.remove(&weight) else {
             return param;
         };
-        param.map(|t| values.reshape(t.shape()))
+        // A new mask gets a new id (derived from the old one, so resumed runs stay identical):
+        // sparse layers cache their pattern by mask id (`nn::PatternCache`).
+        let (id, old, mapper) = param.consume();
+        let values = values.reshape(old.shape());
+        Param::from_mapped_value(ParamId::from(next_mask_id(id.val())), values, mapper)
     }
+}
+
+/// The id of a mask parameter after an update: a SplitMix64 step of the old id.
+fn next_mask_id(id: u64) -> u64 {
+    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
