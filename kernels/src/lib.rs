@@ -96,8 +96,8 @@ pub use cpu_reference::random_mask::RandomSegment;
 pub use cpu_reference::sparse_pattern::{SparseError, SparsePattern};
 pub use cpu_reference::top_k_mask::{Segment, SegmentedSelection, SelectError};
 pub use drop_grow::{DropGrow, Growth, drop_grow};
-pub use sparse_linear::{sparse_linear, sparse_linear_support};
 pub use select::{
     MAX_POSITIONS, Selection, philox_u32, random_top_k_mask, segmented_top_k_mask,
     segmented_top_k_mask_abs, top_k_mask, top_k_mask_abs,
 };
+pub use sparse_linear::{sparse_linear, sparse_linear_support};

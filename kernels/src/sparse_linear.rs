@@ -114,13 +114,25 @@ mod tests {
             &pattern,
         )
         .unwrap_err();
-        assert!(matches!(err, SparseError::Shape { operand: "x", .. }), "{err}");
+        assert!(
+            matches!(err, SparseError::Shape { operand: "x", .. }),
+            "{err}"
+        );
         let err = sparse_linear(
             Tensor::zeros([4, 2], &device),
             Tensor::zeros([3, 2], &device),
             &pattern,
         )
         .unwrap_err();
-        assert!(matches!(err, SparseError::Shape { operand: "weight rows", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                SparseError::Shape {
+                    operand: "weight rows",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -290,13 +290,27 @@ fn sparse_products_fast_cpu_equals_reference() {
         let y = spmm(&p.x, p.batch, &p.weight, &pattern).unwrap();
         let dx = spmm_transposed(&p.dy, p.batch, &p.weight, &pattern).unwrap();
         let dw = sddmm(&p.x, &p.dy, p.batch, &pattern).unwrap();
-        assert!(y.iter().chain(&dx).chain(&dw).all(|v| v.is_finite()), "{}", p.name);
+        assert!(
+            y.iter().chain(&dx).chain(&dw).all(|v| v.is_finite()),
+            "{}",
+            p.name
+        );
         let fast_y = cpu::spmm(&p.x, p.batch, &p.weight, &pattern).unwrap();
         let fast_dx = cpu::spmm_transposed(&p.dy, p.batch, &p.weight, &pattern).unwrap();
         let fast_dw = cpu::sddmm(&p.x, &p.dy, p.batch, &pattern).unwrap();
         assert_eq!(float_bits(&fast_y), float_bits(&y), "forward of {}", p.name);
-        assert_eq!(float_bits(&fast_dx), float_bits(&dx), "input gradient of {}", p.name);
-        assert_eq!(float_bits(&fast_dw), float_bits(&dw), "weight gradient of {}", p.name);
+        assert_eq!(
+            float_bits(&fast_dx),
+            float_bits(&dx),
+            "input gradient of {}",
+            p.name
+        );
+        assert_eq!(
+            float_bits(&fast_dw),
+            float_bits(&dw),
+            "weight gradient of {}",
+            p.name
+        );
         // Against the dense product of the masked weight, summed in f64.
         if p.dense_work() > 20_000_000 {
             continue;

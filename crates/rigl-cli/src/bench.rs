@@ -19,9 +19,23 @@ use serde::Serialize;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+/// Which cases `rigl bench` times.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Suite {
+    /// The mask-update hot path: segmented top-k selections and RigL's decision.
+    #[default]
+    Selection,
+    /// Dense against sparse execution (training step of the MNIST MLP, inference of a
+    /// 4096x4096 linear layer); JSON output is one object per case.
+    Sparse,
+}
+
 /// Arguments of `rigl bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// The cases to time.
+    #[arg(long, value_enum, default_value_t = Suite::Selection)]
+    pub suite: Suite,
     /// Device: flex (CPU), wgpu, cuda.
     #[arg(long, default_value = "flex")]
     pub device: String,
@@ -73,6 +87,9 @@ pub struct BenchReport {
 /// [`CliError::Invalid`] for zero repeats, a size below the smallest case or an unavailable
 /// device; [`CliError::Io`] / [`CliError::Json`] when writing fails.
 pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.suite == Suite::Sparse {
+        return run_sparse(args, out);
+    }
     let report = measure(args)?;
     match args.format {
         Format::Table => {
@@ -97,6 +114,37 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, &report)?;
             writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+fn run_sparse(args: &BenchArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    if args.repeats == 0 {
+        return Err(CliError::Invalid("--repeats must be at least 1".into()));
+    }
+    let device = device(&args.device)?;
+    let rows = crate::sparse_bench::measure(&device, args.repeats)?;
+    match args.format {
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<20} {:>6} {:>8} {:>11} {:>11} {:>8}",
+                "case", "batch", "density", "dense ms", "sparse ms", "speedup"
+            )?;
+            for r in &rows {
+                writeln!(
+                    out,
+                    "{:<20} {:>6} {:>8.4} {:>11.3} {:>11.3} {:>7.2}x",
+                    r.case, r.batch, r.density, r.dense_ms, r.sparse_ms, r.speedup
+                )?;
+            }
+        }
+        Format::Json => {
+            for r in &rows {
+                serde_json::to_writer(&mut *out, r)?;
+                writeln!(out)?;
+            }
         }
     }
     Ok(())

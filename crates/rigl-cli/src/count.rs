@@ -164,6 +164,7 @@ impl CountArgs {
             width: self.width,
             depth: self.depth,
             dropout: None,
+            execution: None,
         }
     }
 }

@@ -11,6 +11,7 @@ mod metrics;
 mod plot;
 mod run_dir;
 mod settings;
+mod sparse_bench;
 mod train;
 
 /// Dynamic sparse training for Burn: count, train and evaluate sparse networks.

@@ -3,6 +3,7 @@
 
 use crate::CliError;
 use clap::{ArgAction, Args, FromArgMatches};
+use rigl_core::nn::{Execution, SparseExecution};
 use rigl_core::optim::WeightDecayScope;
 use rigl_core::{Distribution, DropAnneal, DstConfig, GrowInit, MaskInit, Method, SparsityConfig};
 use rigl_data::ImageSet;
@@ -168,14 +169,25 @@ pub struct TrainSettings {
     /// own).
     #[arg(long)]
     pub input_size: Option<usize>,
+    /// How sparse-aware layers compute: dense (Burn's products on the masked weights), sparse
+    /// (sparse kernels on the active weights between mask updates), auto (sparse for layers
+    /// whose density is at most --linear-max-density). Backends without sparse kernels run
+    /// dense and say so once.
+    #[arg(long, default_value = "auto")]
+    pub execution: Execution,
+    /// The highest density, in [0, 1], at which `auto` runs a linear layer sparse.
+    #[arg(long, default_value_t = SparseExecution::DEFAULT_LINEAR_MAX_DENSITY)]
+    pub linear_max_density: f64,
 }
 
-/// Settings a resumed run may change: where the data comes from, the device, how long to train
-/// and how much of the test set to score. Every other setting changes the result.
-const RESUMABLE_KEYS: [&str; 6] = [
+/// Settings a resumed run may change: where the data comes from, the device and how its layers
+/// compute, how long to train and how much of the test set to score. Every other setting changes the result.
+const RESUMABLE_KEYS: [&str; 8] = [
     "data-dir",
     "no-fetch",
     "device",
+    "execution",
+    "linear-max-density",
     "epochs",
     "max-steps",
     "test-subset",
@@ -317,7 +329,13 @@ impl TrainSettings {
             width: self.width,
             depth: self.depth,
             dropout: self.dropout,
+            execution: Some(self.sparse_execution()),
         }
+    }
+
+    /// The execution policy of sparse-aware layers.
+    pub fn sparse_execution(&self) -> SparseExecution {
+        SparseExecution::new(self.execution).with_linear_max_density(self.linear_max_density)
     }
 
     /// The sparsity configuration.
@@ -447,6 +465,7 @@ impl TrainSettings {
         if self.batch_size == 0 {
             return bad("batch size must be at least 1".into());
         }
+        self.sparse_execution().validate()?;
         if self.train_subset == Some(0) {
             return bad("train subset 0: a run needs at least one training image".into());
         }

@@ -217,7 +217,7 @@ pub struct Summary {
 /// SGD as the reference trains (momentum without dampening, optional Nesterov, L2 added to the
 /// gradient): `SparseSgd`, whose updates equal Burn's `Sgd` bit for bit and whose momentum is
 /// reset at new connections on the device.
-fn sgd(s: &TrainSettings, no_decay: &[String]) -> SparseSgd {
+pub(crate) fn sgd(s: &TrainSettings, no_decay: &[String]) -> SparseSgd {
     let momentum = (s.momentum > 0.0).then(|| {
         MomentumConfig::new()
             .with_momentum(s.momentum)

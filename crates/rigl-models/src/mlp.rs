@@ -4,9 +4,9 @@ use crate::error::{ModelError, Result};
 use crate::spec::{LayerSpec, SparseArchitecture};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use rigl_core::nn::{SparseExecution, SparseLinear, SparseLinearConfig};
 
 /// Configuration of the [`Mlp`]: `d_input - d_hidden1 - d_hidden2 - num_classes`.
 ///
@@ -32,25 +32,36 @@ pub struct MlpConfig {
     /// Number of classes.
     #[config(default = 10)]
     pub num_classes: usize,
+    /// When the layers run their sparse kernels (see [`SparseLinear`]).
+    #[config(default = "SparseExecution::default()")]
+    pub execution: SparseExecution,
 }
 
-/// Three fully connected layers with ReLU between them.
+/// Three fully connected layers with ReLU between them; sparse-aware ([`SparseLinear`]), with
+/// the records of Burn's `Linear`.
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// Input to first hidden layer.
-    pub fc1: Linear,
+    pub fc1: SparseLinear,
     /// First to second hidden layer.
-    pub fc2: Linear,
+    pub fc2: SparseLinear,
     /// Second hidden layer to logits.
-    pub fc3: Linear,
+    pub fc3: SparseLinear,
 }
 
 impl MlpConfig {
     /// Check the configuration.
     ///
     /// # Errors
-    /// [`ModelError::InvalidConfig`] when a width is zero.
+    /// [`ModelError::InvalidConfig`] when a width is zero or the execution policy's threshold
+    /// is outside `[0, 1]`.
     pub fn validate(&self) -> Result<()> {
+        if let Err(e) = self.execution.validate() {
+            return Err(ModelError::InvalidConfig {
+                model: "mlp",
+                reason: e.to_string(),
+            });
+        }
         if [
             self.d_input,
             self.d_hidden1,
@@ -67,12 +78,20 @@ impl MlpConfig {
         Ok(())
     }
 
-    /// Build the network.
+    /// Build the network (initialised as with Burn's `LinearConfig`).
+    ///
+    /// # Panics
+    /// When the execution policy's threshold is outside `[0, 1]`.
     pub fn init(&self, device: &Device) -> Mlp {
+        let layer = |d_in, d_out| {
+            SparseLinearConfig::new(d_in, d_out)
+                .with_execution(self.execution)
+                .init(device)
+        };
         Mlp {
-            fc1: LinearConfig::new(self.d_input, self.d_hidden1).init(device),
-            fc2: LinearConfig::new(self.d_hidden1, self.d_hidden2).init(device),
-            fc3: LinearConfig::new(self.d_hidden2, self.num_classes).init(device),
+            fc1: layer(self.d_input, self.d_hidden1),
+            fc2: layer(self.d_hidden1, self.d_hidden2),
+            fc3: layer(self.d_hidden2, self.num_classes),
         }
     }
 }
@@ -96,6 +115,15 @@ impl SparseArchitecture for MlpConfig {
 }
 
 impl Mlp {
+    /// The network with another execution policy on every layer.
+    pub fn with_execution(self, execution: SparseExecution) -> Self {
+        Self {
+            fc1: self.fc1.with_execution(execution),
+            fc2: self.fc2.with_execution(execution),
+            fc3: self.fc3.with_execution(execution),
+        }
+    }
+
     /// Logits for a batch of flattened inputs.
     ///
     /// # Shapes

@@ -133,6 +133,9 @@ impl ModelKind {
                 let size = o.input_size.unwrap_or(28);
                 let channels = o.in_channels.unwrap_or(1);
                 let mut c = MlpConfig::new().with_d_input(channels * size * size);
+                if let Some(e) = o.execution {
+                    c = c.with_execution(e);
+                }
                 if let Some(n) = o.num_classes {
                     c = c.with_num_classes(n);
                 }
@@ -272,6 +275,9 @@ pub struct ModelOptions {
     pub depth: Option<usize>,
     /// Dropout of wrn's blocks, in `[0, 1)`.
     pub dropout: Option<f64>,
+    /// When sparse-aware layers run their sparse kernels (mlp; the other models compute
+    /// masked dense).
+    pub execution: Option<rigl_core::nn::SparseExecution>,
 }
 
 /// A validated model configuration (see [`ModelKind::config`]).
@@ -537,6 +543,7 @@ mod tests {
             width in real(),
             depth in size(),
             dropout in real(),
+            threshold in real(),
         ) {
             let options = ModelOptions {
                 num_classes,
@@ -545,6 +552,9 @@ mod tests {
                 width,
                 depth,
                 dropout,
+                execution: threshold.map(|t| {
+                    rigl_core::nn::SparseExecution::default().with_linear_max_density(t)
+                }),
             };
             let _ = ModelKind::ALL[kind].config(&options);
         }

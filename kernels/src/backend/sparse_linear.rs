@@ -8,11 +8,11 @@
 
 use crate::cpu;
 use crate::cpu_reference::sparse_pattern::SparsePattern;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
-use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, TensorMetadata};
@@ -30,20 +30,16 @@ pub trait SparseLinearBackend: burn::backend::Backend {
         pattern: Arc<SparsePattern>,
     ) -> FloatTensor<Self>;
 
-    /// `dx = dy Wᵀ`: `dy` `[batch, cols]`, `weight` `[rows, cols]`; returns `[batch, rows]`.
-    fn sparse_linear_input_grad(
+    /// Both gradients of [`sparse_linear`](SparseLinearBackend::sparse_linear) from the
+    /// output gradient `dy` `[batch, cols]`: `dx = dy Wᵀ` `[batch, rows]` (a `[0, rows]` tensor
+    /// unless `input_grad`) and `dW` `[rows, cols]`, zero at inactive positions.
+    fn sparse_linear_backward(
+        x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         pattern: Arc<SparsePattern>,
-    ) -> FloatTensor<Self>;
-
-    /// `dW` at the active positions, zero elsewhere: `x` `[batch, rows]`, `dy` `[batch, cols]`;
-    /// returns `[rows, cols]`.
-    fn sparse_linear_weight_grad(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        pattern: Arc<SparsePattern>,
-    ) -> FloatTensor<Self>;
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
 fn batch_of(t: &FloatTensor<Flex>) -> usize {
@@ -69,42 +65,38 @@ impl SparseLinearBackend for Flex {
         from_vec(y, [batch, pattern.cols()], &like)
     }
 
-    fn sparse_linear_input_grad(
+    fn sparse_linear_backward(
+        x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         pattern: Arc<SparsePattern>,
-    ) -> FloatTensor<Self> {
-        let batch = batch_of(&dy);
-        let like = dy.clone();
-        let dx = super::flex::with_f32(dy, |dy| {
-            super::flex::with_f32(weight, |w| cpu::spmm_transposed(dy, batch, w, &pattern))
-        })
-        .expect("shapes checked by the caller");
-        from_vec(dx, [batch, pattern.rows()], &like)
-    }
-
-    fn sparse_linear_weight_grad(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        pattern: Arc<SparsePattern>,
-    ) -> FloatTensor<Self> {
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let batch = batch_of(&x);
         let like = x.clone();
-        let dw = super::flex::with_f32(x, |x| {
-            super::flex::with_f32(dy, |dy| cpu::sddmm(x, dy, batch, &pattern))
+        let (dx, dw) = super::flex::with_f32(x, |x| {
+            super::flex::with_f32(dy, |dy| {
+                super::flex::with_f32(weight, |w| {
+                    cpu::sparse_linear_backward(x, dy, batch, w, &pattern, input_grad)
+                })
+            })
         })
         .expect("shapes checked by the caller");
-        from_vec(dw, [pattern.rows(), pattern.cols()], &like)
+        let dx = match dx {
+            Some(dx) => from_vec(dx, [batch, pattern.rows()], &like),
+            None => from_vec(Vec::new(), [0, pattern.rows()], &like),
+        };
+        (dx, from_vec(dw, [pattern.rows(), pattern.cols()], &like))
     }
 }
 
-/// The backward of [`SparseLinearBackend::sparse_linear`]: `dx = dy Wᵀ` and `dW = xᵀ dy` at
-/// the active positions, each only when its input is tracked.
+/// The backward of [`SparseLinearBackend::sparse_linear`]: `dx = dy Wᵀ` (when the input is
+/// tracked) and `dW = xᵀ dy` at the active positions, in one call.
 #[derive(Debug)]
 struct SparseLinearBackward;
 
 impl<B: Backend + SparseLinearBackend> Backward<B, 2> for SparseLinearBackward {
-    type State = (Option<NodeId>, Option<NodeId>, Arc<SparsePattern>);
+    type State = (NodeId, NodeId, Arc<SparsePattern>);
 
     fn backward(
         self,
@@ -113,18 +105,17 @@ impl<B: Backend + SparseLinearBackend> Backward<B, 2> for SparseLinearBackward {
         checkpointer: &mut Checkpointer,
     ) {
         let (x, weight, pattern) = ops.state;
-        let x = x.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
-        let weight = weight.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
-        let pattern_x = pattern.clone();
-        binary::<B, _, _>(
-            ops.parents,
-            ops.node,
-            grads,
-            |dy| {
-                B::sparse_linear_input_grad(dy, weight.expect("weight kept for dx"), pattern_x)
-            },
-            |dy| B::sparse_linear_weight_grad(x.expect("input kept for dW"), dy, pattern),
-        );
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let (dx, dw) = B::sparse_linear_backward(x, dy, weight, pattern, node_x.is_some());
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_w {
+            grads.register::<B>(node.id, dw);
+        }
     }
 }
 
@@ -136,7 +127,6 @@ impl<B: Backend + SparseLinearBackend, C: CheckpointStrategy> SparseLinearBacken
         weight: FloatTensor<Self>,
         pattern: Arc<SparsePattern>,
     ) -> FloatTensor<Self> {
-        let (x_tracked, weight_tracked) = (x.is_tracked(), weight.is_tracked());
         match SparseLinearBackward
             .prepare::<C>([x.node(), weight.node()])
             .compute_bound()
@@ -144,9 +134,10 @@ impl<B: Backend + SparseLinearBackend, C: CheckpointStrategy> SparseLinearBacken
         {
             OpsKind::Tracked(mut prep) => {
                 // dx needs the weight, dW needs the input.
-                let x_state = weight_tracked.then(|| prep.checkpoint(&x));
-                let weight_state = x_tracked.then(|| prep.checkpoint(&weight));
-                let y = B::sparse_linear(x.into_primitive(), weight.into_primitive(), pattern.clone());
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let y =
+                    B::sparse_linear(x.into_primitive(), weight.into_primitive(), pattern.clone());
                 prep.finish((x_state, weight_state, pattern), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::sparse_linear(
@@ -157,27 +148,23 @@ impl<B: Backend + SparseLinearBackend, C: CheckpointStrategy> SparseLinearBacken
         }
     }
 
-    fn sparse_linear_input_grad(
+    fn sparse_linear_backward(
+        x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         pattern: Arc<SparsePattern>,
-    ) -> FloatTensor<Self> {
-        <Self as AutodiffBackend>::from_inner(B::sparse_linear_input_grad(
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dw) = B::sparse_linear_backward(
+            x.into_primitive(),
             dy.into_primitive(),
             weight.into_primitive(),
             pattern,
-        ))
-    }
-
-    fn sparse_linear_weight_grad(
-        x: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        pattern: Arc<SparsePattern>,
-    ) -> FloatTensor<Self> {
-        <Self as AutodiffBackend>::from_inner(B::sparse_linear_weight_grad(
-            x.into_primitive(),
-            dy.into_primitive(),
-            pattern,
-        ))
+            input_grad,
+        );
+        (
+            <Self as AutodiffBackend>::from_inner(dx),
+            <Self as AutodiffBackend>::from_inner(dw),
+        )
     }
 }

@@ -3,15 +3,17 @@
 pub mod drop_grow;
 pub mod radix_select;
 pub mod sddmm;
+pub mod sparse_linear_backward;
 pub mod spmm;
 pub mod transpose;
 
-pub use sddmm::sddmm;
-pub use spmm::{spmm, spmm_transposed};
-pub use transpose::transpose;
 pub use drop_grow::{DropGrowFlags, DropGrowOutcome, drop_grow, drop_grow_counts};
 pub use radix_select::{
     SegmentCounts, philox_u32, segmented_random_top_k_counts, segmented_random_top_k_mask,
     segmented_top_k_counts, segmented_top_k_counts_abs, segmented_top_k_counts_u32,
     segmented_top_k_mask, segmented_top_k_mask_u32,
 };
+pub use sddmm::sddmm;
+pub use sparse_linear_backward::sparse_linear_backward;
+pub use spmm::{spmm, spmm_transposed};
+pub use transpose::transpose;

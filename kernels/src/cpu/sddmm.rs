@@ -16,8 +16,8 @@ pub fn lane_dot(a: &[f32], c: &[f32]) -> f32 {
     let mut ca = a.chunks_exact(SDDMM_LANES);
     let mut cc = c.chunks_exact(SDDMM_LANES);
     for (x, y) in (&mut ca).zip(&mut cc) {
-        for l in 0..SDDMM_LANES {
-            s[l] += x[l] * y[l];
+        for ((s, &x), &y) in s.iter_mut().zip(x).zip(y) {
+            *s += x * y;
         }
     }
     for (l, (&x, &y)) in ca.remainder().iter().zip(cc.remainder()).enumerate() {
@@ -43,21 +43,37 @@ pub fn sddmm(
     let (rows, cols) = (pattern.rows(), pattern.cols());
     SparsePattern::check("x", batch * rows, x.len())?;
     SparsePattern::check("dy", batch * cols, dy.len())?;
-    let mut dw = vec![0.0f32; rows * cols];
     if cols == 0 || batch == 0 {
-        return Ok(dw);
+        return Ok(vec![0.0f32; rows * cols]);
     }
     let xt = transpose(x, batch, rows);
     let dyt = transpose(dy, batch, cols);
-    dw.par_chunks_mut(cols)
-        .enumerate()
-        .with_min_len(8)
-        .for_each(|(i, out)| {
-            let xi = &xt[i * batch..(i + 1) * batch];
-            for &j in pattern.row(i) {
-                let j = j as usize;
-                out[j] = lane_dot(xi, &dyt[j * batch..(j + 1) * batch]);
-            }
-        });
-    Ok(dw)
+    Ok(sddmm_t(&xt, &dyt, batch, pattern))
+}
+
+/// [`sddmm`] from `xᵀ` (`[rows, batch]`) and `dyᵀ` (`[cols, batch]`).
+pub(crate) fn sddmm_t(xt: &[f32], dyt: &[f32], batch: usize, pattern: &SparsePattern) -> Vec<f32> {
+    let (rows, cols) = (pattern.rows(), pattern.cols());
+    let mut dw = vec![0.0f32; rows * cols];
+    if cols == 0 || batch == 0 {
+        return dw;
+    }
+    let row = |i: usize, out: &mut [f32]| {
+        let xi = &xt[i * batch..(i + 1) * batch];
+        for &j in pattern.row(i) {
+            let j = j as usize;
+            out[j] = lane_dot(xi, &dyt[j * batch..(j + 1) * batch]);
+        }
+    };
+    if batch * pattern.nnz() < crate::cpu::spmm::MIN_PARALLEL_WORK {
+        dw.chunks_mut(cols)
+            .enumerate()
+            .for_each(|(i, out)| row(i, out));
+    } else {
+        dw.par_chunks_mut(cols)
+            .enumerate()
+            .with_min_len(8)
+            .for_each(|(i, out)| row(i, out));
+    }
+    dw
 }

@@ -65,7 +65,9 @@ mod tests {
         assert_eq!(lane_dot(&a, &ones), 45.0);
         // Catastrophic cancellation shows the order: 1e8 + 1 - 1e8 in lane 0 is 0, while the
         // 1.0 in lane 1 survives.
-        let a = [1e8f32, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1e8];
+        let a = [
+            1e8f32, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1e8,
+        ];
         let ones = [1.0f32; 17];
         assert_eq!(lane_dot(&a, &ones), 1.0);
     }

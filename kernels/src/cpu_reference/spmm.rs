@@ -94,9 +94,15 @@ mod tests {
         let mask = [true, false, true, false, true, false];
         let p = SparsePattern::from_mask(2, 3, &mask).unwrap();
         let x = [1.0, 10.0, -1.0, 0.5];
-        assert_eq!(spmm(&x, 2, &w, &p).unwrap(), [1.0, 30.0, 2.0, -1.0, 1.5, -2.0]);
+        assert_eq!(
+            spmm(&x, 2, &w, &p).unwrap(),
+            [1.0, 30.0, 2.0, -1.0, 1.5, -2.0]
+        );
         let dy = [1.0, 1.0, 1.0, 2.0, 0.0, -1.0];
-        assert_eq!(spmm_transposed(&dy, 2, &w, &p).unwrap(), [3.0, 3.0, 0.0, 0.0]);
+        assert_eq!(
+            spmm_transposed(&dy, 2, &w, &p).unwrap(),
+            [3.0, 3.0, 0.0, 0.0]
+        );
     }
 
     #[test]

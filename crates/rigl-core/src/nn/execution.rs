@@ -121,7 +121,10 @@ impl SparseExecution {
 pub(crate) fn warn_once(message: String) {
     static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if seen.get_or_insert_with(HashSet::new).insert(message.clone()) {
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(message.clone())
+    {
         log::warn!("{message}");
     }
 }
@@ -138,7 +141,10 @@ mod tests {
                 .validate()
                 .unwrap_err();
             assert!(
-                matches!(e, SparsityError::InvalidDensityThreshold { kind: "linear", .. }),
+                matches!(
+                    e,
+                    SparsityError::InvalidDensityThreshold { kind: "linear", .. }
+                ),
                 "{e}"
             );
         }

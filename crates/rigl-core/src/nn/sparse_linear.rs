@@ -23,9 +23,7 @@ pub struct SparseLinearConfig {
     pub bias: bool,
     /// The type of function used to initialize neural network parameters (that of
     /// [`LinearConfig`]).
-    #[config(
-        default = "Initializer::KaimingUniform{gain:1.0/3.0f64.sqrt(), fan_out_only:false}"
-    )]
+    #[config(default = "Initializer::KaimingUniform{gain:1.0/3.0f64.sqrt(), fan_out_only:false}")]
     pub initializer: Initializer,
     /// When the layer runs its sparse kernels.
     #[config(default = "SparseExecution::default()")]
@@ -124,19 +122,25 @@ impl SparseLinear {
 
     fn sparse_plan(&self) -> Option<std::sync::Arc<rigl_kernels::SparsePattern>> {
         let mask = self.weight.reparameterization::<SparseMask>()?;
-        if mask.gradient_mode() == GradientMode::Dense || self.execution.mode == super::Execution::Dense {
+        if mask.gradient_mode() == GradientMode::Dense
+            || self.execution.mode == super::Execution::Dense
+        {
             return None;
         }
         let [rows, cols] = self.weight.shape().dims();
         let device = self.weight.lazy_device();
         if let Err(e) = rigl_kernels::sparse_linear_support(&device, self.weight.dtype()) {
-            warn_once(format!("sparse linear layers run the masked dense path: {e}"));
+            warn_once(format!(
+                "sparse linear layers run the masked dense path: {e}"
+            ));
             return None;
         }
         let pattern = match self.pattern.pattern(mask, rows, cols) {
             Ok(p) => p,
             Err(e) => {
-                warn_once(format!("a sparse linear layer runs the masked dense path: {e}"));
+                warn_once(format!(
+                    "a sparse linear layer runs the masked dense path: {e}"
+                ));
                 return None;
             }
         };
@@ -174,8 +178,14 @@ impl SparseLinear {
                 y.reshape(Shape::from(out))
             }
             Err(e) => {
-                warn_once(format!("a sparse linear layer runs the masked dense path: {e}"));
-                linear(input, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+                warn_once(format!(
+                    "a sparse linear layer runs the masked dense path: {e}"
+                ));
+                linear(
+                    input,
+                    self.weight.val(),
+                    self.bias.as_ref().map(|b| b.val()),
+                )
             }
         }
     }
@@ -211,7 +221,9 @@ mod tests {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
             })
             .collect()
@@ -229,19 +241,18 @@ mod tests {
             device,
         );
         let grads = (y.clone() * w).sum().backward();
-        let gw = layer.weight.grad(&grads).map(floats_flat).unwrap_or_default();
+        let gw = layer
+            .weight
+            .grad(&grads)
+            .map(floats_flat)
+            .unwrap_or_default();
         let gb = layer
             .bias
             .as_ref()
             .and_then(|b| b.grad(&grads))
             .map(floats_host1)
             .unwrap_or_default();
-        [
-            floats_flat(y),
-            floats_flat(x.grad(&grads).unwrap()),
-            gw,
-            gb,
-        ]
+        [floats_flat(y), floats_flat(x.grad(&grads).unwrap()), gw, gb]
     }
 
     fn floats_flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -255,7 +266,10 @@ mod tests {
     fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
         assert_eq!(a.len(), b.len(), "{what}");
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= tol * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
         }
     }
 
@@ -263,7 +277,11 @@ mod tests {
     fn sparse_path_equals_the_masked_dense_path() {
         let device = Device::flex().autodiff();
         // Odd sizes, batch 1, densities from empty to full.
-        for (d_in, d_out, shape) in [(7, 5, [1, 1, 7]), (33, 65, [2, 3, 33]), (100, 10, [4, 25, 100])] {
+        for (d_in, d_out, shape) in [
+            (7, 5, [1, 1, 7]),
+            (33, 65, [2, 3, 33]),
+            (100, 10, [4, 25, 100]),
+        ] {
             for sparsity in [0.0, 0.5, 0.9, 0.98, 1.0] {
                 let config = if sparsity == 1.0 {
                     SparsityConfig::uniform(0.0).with_custom_sparsity("weight", 1.0)
@@ -284,7 +302,10 @@ mod tests {
                 let got = run(&sparse, &x, &shape, &device);
                 let want = run(&dense, &x, &shape, &device);
                 let what = format!("{d_in}x{d_out} batch {shape:?} sparsity {sparsity}");
-                for (k, name) in ["output", "input grad", "weight grad", "bias grad"].iter().enumerate() {
+                for (k, name) in ["output", "input grad", "weight grad", "bias grad"]
+                    .iter()
+                    .enumerate()
+                {
                     close(&got[k], &want[k], 1e-5, &format!("{name} of {what}"));
                 }
                 // The weight gradient is exactly zero at inactive positions.
@@ -305,7 +326,12 @@ mod tests {
             .unwrap();
         // Auto at 10% density with the default threshold 0.3: sparse.
         assert!(layer.runs_sparse());
-        assert!(!layer.clone().with_gradient_mode(GradientMode::Dense).runs_sparse());
+        assert!(
+            !layer
+                .clone()
+                .with_gradient_mode(GradientMode::Dense)
+                .runs_sparse()
+        );
         let strict = SparseExecution::default().with_linear_max_density(0.05);
         assert!(!layer.clone().with_execution(strict).runs_sparse());
         // Without a mask: Burn's Linear.
@@ -329,7 +355,10 @@ mod tests {
             .sparsify(SparsityConfig::uniform(0.75))
             .unwrap();
         linear.save_sparse(&path).unwrap();
-        let sparse = SparseLinearConfig::new(12, 6).init(&device).load_sparse(&path).unwrap();
+        let sparse = SparseLinearConfig::new(12, 6)
+            .init(&device)
+            .load_sparse(&path)
+            .unwrap();
         assert_eq!(
             floats_flat(sparse.weight.val()),
             floats_flat(linear.weight.val())
@@ -340,8 +369,14 @@ mod tests {
         );
         let back_path = dir.path().join("sparse.bpk");
         sparse.save_sparse(&back_path).unwrap();
-        let back = LinearConfig::new(12, 6).init(&device).load_sparse(&back_path).unwrap();
-        assert_eq!(floats_flat(back.weight.val()), floats_flat(linear.weight.val()));
+        let back = LinearConfig::new(12, 6)
+            .init(&device)
+            .load_sparse(&back_path)
+            .unwrap();
+        assert_eq!(
+            floats_flat(back.weight.val()),
+            floats_flat(linear.weight.val())
+        );
         let x = Tensor::<2>::ones([3, 12], &device);
         close(
             &floats_flat(sparse.forward(x.clone())),

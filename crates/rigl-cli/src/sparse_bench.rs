@@ -1,0 +1,168 @@
+//! `rigl bench --suite sparse`: the masked dense path against sparse execution, side by side in
+//! one run on one device, for the cases of `benches/RESULTS.md`.
+//!
+//! - `mlp-train-step`: one training step (forward, backward, SGD with Nesterov momentum and
+//!   L2) of the MNIST MLP at the reference set-up (4,704 / 3,540 active weights in the two
+//!   masked layers, the output layer dense), batch 100, no mask update. Dense is today's masked
+//!   path (`--execution dense`), sparse is `--execution sparse`.
+//! - `linear-4096-infer`: the forward of a 90%-sparse 4096x4096 linear layer at batch 1, 16, 64
+//!   and 256. Dense is Burn's matmul on the weight with its zeros stored (what a dense
+//!   deployment runs), sparse is the sparse kernel.
+
+use crate::CliError;
+use crate::settings::TrainSettings;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rigl_core::nn::{Execution, SparseExecution, SparseLinear, SparseLinearConfig};
+use rigl_core::optim::SparseOptimizer;
+use rigl_core::{Sparsify, SparsityConfig};
+use rigl_models::MlpConfig;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One case of the sparse suite.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SparseBenchRow {
+    /// The case: `mlp-train-step` or `linear-4096-infer`.
+    pub case: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Active weights over all weights of the masked layers.
+    pub density: f64,
+    /// Median wall time of the dense run, in milliseconds.
+    pub dense_ms: f64,
+    /// Median wall time of the sparse run, in milliseconds.
+    pub sparse_ms: f64,
+    /// `dense_ms / sparse_ms`.
+    pub speedup: f64,
+}
+
+fn median_ms(repeats: usize, mut once: impl FnMut()) -> f64 {
+    once();
+    let mut times: Vec<f64> = (0..repeats)
+        .map(|_| {
+            let start = Instant::now();
+            once();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rigl_kernels::catalogue::SplitMix64::new(seed);
+    (0..n)
+        .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
+        .collect()
+}
+
+fn row(case: &str, batch: usize, density: f64, dense_ms: f64, sparse_ms: f64) -> SparseBenchRow {
+    SparseBenchRow {
+        case: case.into(),
+        batch,
+        density,
+        dense_ms,
+        sparse_ms,
+        speedup: dense_ms / sparse_ms,
+    }
+}
+
+/// Median time of one MLP training step in `execution`.
+fn mlp_step_ms(
+    device: &Device,
+    execution: Execution,
+    repeats: usize,
+) -> Result<(f64, f64), CliError> {
+    let device = device.clone().autodiff();
+    device.seed(0);
+    let sparsity = SparsityConfig::uniform(0.98)
+        .with_custom_sparsity("fc2", 0.882)
+        .last_layer_dense();
+    let model = MlpConfig::new()
+        .with_execution(SparseExecution::new(execution))
+        .init(&device)
+        .sparsify(&sparsity)?;
+    let density = {
+        let r = model.sparsity_report();
+        let masked: Vec<_> = r.layers.iter().filter(|l| l.masked).collect();
+        masked.iter().map(|l| l.nnz).sum::<usize>() as f64
+            / masked.iter().map(|l| l.numel).sum::<usize>() as f64
+    };
+    let settings = TrainSettings::default();
+    let mut optim = crate::train::sgd(
+        &TrainSettings {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+            ..settings
+        },
+        &[],
+    );
+    let batch = 100;
+    let x = Tensor::<2>::from_data(
+        TensorData::new(uniform(batch * 784, 1), [batch, 784]),
+        &device,
+    );
+    let labels: Vec<i64> = (0..batch as i64).map(|i| (i * 7) % 10).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut slot = Some(model);
+    let ms = median_ms(repeats, || {
+        let model = slot.take().expect("the model is put back after every step");
+        let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        slot = Some(optim.step(0.1.into(), model, grads));
+    });
+    Ok((ms, density))
+}
+
+fn linear_4096(batch: usize, repeats: usize, device: &Device) -> Result<SparseBenchRow, CliError> {
+    device.seed(4096);
+    let layer: SparseLinear = SparseLinearConfig::new(4096, 4096)
+        .with_execution(SparseExecution::new(Execution::Sparse))
+        .init(device)
+        .sparsify(SparsityConfig::uniform(0.9))?;
+    let density = 1.0 - 0.9;
+    // Dense deployment: the masked weight stored with its zeros, no mask attached.
+    let dense = {
+        let zeros = layer.weight.val();
+        let mut plain = SparseLinearConfig::new(4096, 4096)
+            .with_execution(SparseExecution::new(Execution::Dense))
+            .init(device);
+        plain.weight = burn::module::Param::from_tensor(zeros);
+        plain
+    };
+    let x = Tensor::<2>::from_data(
+        TensorData::new(uniform(batch * 4096, 2), [batch, 4096]),
+        device,
+    );
+    let read = |y: Tensor<2>| {
+        let _ = y.slice([0..1, 0..1]).into_scalar::<f32>();
+    };
+    let dense_ms = median_ms(repeats, || read(dense.forward(x.clone())));
+    let sparse_ms = median_ms(repeats, || read(layer.forward(x.clone())));
+    Ok(row(
+        "linear-4096-infer",
+        batch,
+        density,
+        dense_ms,
+        sparse_ms,
+    ))
+}
+
+/// Time every case of the sparse suite on `device` (a CPU device: the sparse kernels run on
+/// the CPU backend).
+///
+/// # Errors
+/// Sparsity errors of the set-up (none for the built-in cases).
+pub fn measure(device: &Device, repeats: usize) -> Result<Vec<SparseBenchRow>, CliError> {
+    let (dense_ms, density) = mlp_step_ms(device, Execution::Dense, repeats.max(20))?;
+    let (sparse_ms, _) = mlp_step_ms(device, Execution::Sparse, repeats.max(20))?;
+    let mut rows = vec![row("mlp-train-step", 100, density, dense_ms, sparse_ms)];
+    for batch in [1, 16, 64, 256] {
+        rows.push(linear_4096(batch, repeats, device)?);
+    }
+    Ok(rows)
+}
