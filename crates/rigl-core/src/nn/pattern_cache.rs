@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 ///
 /// Clones of a module share the cache.
 #[derive(Clone, Debug, Default)]
-pub struct PatternCache(Arc<Mutex<Option<(ParamId, Arc<SparsePattern>)>>>);
+pub struct PatternCache(Arc<Mutex<Option<Cached>>>);
+
+/// A pattern and the id of the mask it was built from.
+type Cached = (ParamId, Arc<SparsePattern>);
 
 impl PatternCache {
     /// The pattern of `mask` over a `[rows, cols]` weight, from the cache or built now (which
