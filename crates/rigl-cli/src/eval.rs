@@ -25,6 +25,9 @@ pub struct EvalArgs {
     /// Device: flex (CPU), wgpu, cuda.
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// How sparse-aware layers compute (dense, sparse, auto); unset: as the run trained.
+    #[arg(long)]
+    pub execution: Option<rigl_core::nn::Execution>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -65,6 +68,9 @@ pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
         s.data_dir = args.data_dir.clone();
     }
     s.device = args.device.clone();
+    if let Some(e) = args.execution {
+        s.execution = e;
+    }
     s.train_subset = Some(1);
     let device = device(&s.device)?;
     let (train_set, test_set) = load_data(&s)?;

@@ -327,3 +327,24 @@ fn a_device_without_adapter_is_a_typed_error() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A sparse layer on a backend without sparse kernels runs the masked dense path (no panic):
+/// `x W_masked + b`.
+#[test]
+fn sparse_linear_falls_back_to_the_masked_path_on_wgpu() {
+    use rigl_core::nn::{Execution, SparseExecution, SparseLinearConfig};
+    use rigl_core::{Sparsify, SparsityConfig};
+    let gpu = wgpu();
+    let layer = SparseLinearConfig::new(16, 8)
+        .with_execution(SparseExecution::new(Execution::Sparse))
+        .init(&gpu)
+        .sparsify(SparsityConfig::uniform(0.75))
+        .unwrap();
+    assert!(!layer.runs_sparse(), "wgpu has no sparse kernels yet");
+    let x: Vec<f32> = (0..48).map(|k| (k % 7) as f32 / 4.0 - 0.5).collect();
+    let x = Tensor::<2>::from_data(TensorData::new(x, [3, 16]), &gpu);
+    let got = rigl_core::floats_to_host(layer.forward(x.clone()).reshape([-1]));
+    let bias = layer.bias.as_ref().unwrap().val().unsqueeze::<2>();
+    let want = rigl_core::floats_to_host((x.matmul(layer.weight.val()) + bias).reshape([-1]));
+    assert_eq!(got, want);
+}
