@@ -294,6 +294,132 @@ pub(crate) fn philox_u32(
     out
 }
 
+/// A contiguous float tensor of `shape` on the device of `like`, uninitialised.
+fn empty_float(like: &CubeTensor, shape: [usize; 2]) -> CubeTensor {
+    let n = shape[0] * shape[1];
+    let handle = like.client.empty(n.max(1) * DType::F32.size());
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::new(shape),
+        handle,
+        DType::F32,
+    )
+}
+
+fn u32s(v: &[usize]) -> Vec<u32> {
+    v.iter().map(|&x| x as u32).collect()
+}
+
+/// `y = x W` over the active positions of `pattern` (`x` `[batch, rows]`, `f32`).
+pub(crate) fn sparse_forward(
+    x: CubeTensor,
+    weight: CubeTensor,
+    pattern: &crate::SparsePattern,
+) -> CubeTensor {
+    let (x, weight) = (into_contiguous(x), into_contiguous(weight));
+    let batch = x.meta.shape()[0];
+    let (rows, cols) = (pattern.rows(), pattern.cols());
+    let y = empty_float(&x, [batch, cols]);
+    let n = batch * cols;
+    if n == 0 {
+        return y;
+    }
+    let c = pattern.columns();
+    let (col_ptr, col_row, col_pos) = (
+        upload_u32(&x, &c.col_ptr),
+        upload_u32(&x, &c.col_row),
+        upload_u32(&x, &c.col_pos),
+    );
+    components::sparse_linear::sparse_forward::launch(
+        &x.client,
+        grid(n.div_ceil(CUBE_SIZE as usize)),
+        CubeDim::new_1d(CUBE_SIZE),
+        x.clone().into_buffer_arg(),
+        weight.into_buffer_arg(),
+        col_ptr.into_buffer_arg(),
+        col_row.into_buffer_arg(),
+        col_pos.into_buffer_arg(),
+        y.clone().into_buffer_arg(),
+        rows as u32,
+        cols as u32,
+        burn::backend::cubecl::dtype_to_storage_type(DType::F32),
+    );
+    y
+}
+
+/// `dx = dy Wᵀ` (when `input_grad`, else a `[0, rows]` tensor) and the zero-filled `dW` with
+/// its active entries.
+pub(crate) fn sparse_backward(
+    x: CubeTensor,
+    dy: CubeTensor,
+    weight: CubeTensor,
+    pattern: &crate::SparsePattern,
+    input_grad: bool,
+) -> (CubeTensor, CubeTensor) {
+    let (x, dy, weight) = (
+        into_contiguous(x),
+        into_contiguous(dy),
+        into_contiguous(weight),
+    );
+    let batch = x.meta.shape()[0];
+    let (rows, cols) = (pattern.rows(), pattern.cols());
+    let client = x.client.clone();
+    let cube_dim = CubeDim::new_1d(CUBE_SIZE);
+    let f32_type = burn::backend::cubecl::dtype_to_storage_type(DType::F32);
+    let row_ptr = upload_u32(&x, &u32s(pattern.row_ptr()));
+    let row_col = upload_u32(&x, pattern.row_entries());
+    let dx = if input_grad {
+        let dx = empty_float(&x, [batch, rows]);
+        if batch * rows > 0 {
+            components::sparse_linear::sparse_input_grad::launch(
+                &client,
+                grid((batch * rows).div_ceil(CUBE_SIZE as usize)),
+                cube_dim,
+                dy.clone().into_buffer_arg(),
+                weight.into_buffer_arg(),
+                row_ptr.into_buffer_arg(),
+                row_col.clone().into_buffer_arg(),
+                dx.clone().into_buffer_arg(),
+                rows as u32,
+                cols as u32,
+                f32_type,
+            );
+        }
+        dx
+    } else {
+        empty_float(&x, [0, rows])
+    };
+    let dw = empty_float(&x, [rows, cols]);
+    if rows * cols > 0 {
+        fill::fill_zero::launch(
+            &client,
+            grid((rows * cols).div_ceil(CUBE_SIZE as usize)),
+            cube_dim,
+            dw.clone().into_buffer_arg(),
+            f32_type,
+        );
+    }
+    if pattern.nnz() > 0 && batch > 0 {
+        let entry_row = upload_u32(&x, &pattern.columns().entry_row);
+        components::sparse_linear::sparse_weight_grad::launch(
+            &client,
+            grid(pattern.nnz().div_ceil(CUBE_SIZE as usize)),
+            cube_dim,
+            x.clone().into_buffer_arg(),
+            dy.into_buffer_arg(),
+            entry_row.into_buffer_arg(),
+            row_col.into_buffer_arg(),
+            dw.clone().into_buffer_arg(),
+            batch as u32,
+            rows as u32,
+            cols as u32,
+            f32_type,
+        );
+    }
+    (dx, dw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,10 @@
 //! - [`drop_grow`](mod@drop_grow): the drop-and-grow decision of SET, SNFS and RigL for every
 //!   layer in one call ([`drop_grow()`]): both selections, the new mask, the new connections and
 //!   per-layer counts.
+//! - [`sparse_linear()`]: the differentiable sparse product of a linear layer, `y = x W` over
+//!   the active positions of a [`SparsePattern`], whose backward computes the input gradient and
+//!   the weight gradient at active positions only (CPU: [`cpu::spmm()`],
+//!   [`cpu::sparse_linear_backward()`]; CubeCL: `components::sparse_linear`).
 //! - [`cpu_reference`]: the specification, written for clarity. Every other path equals it bit
 //!   for bit: [`cpu_reference::philox`] (Philox-4x32-10 keyed by `(seed, segment, step,
 //!   index)`), [`cpu_reference::top_k_mask`], [`cpu_reference::random_mask`],

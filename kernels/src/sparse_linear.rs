@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub fn sparse_linear_support(device: &Device, dtype: DType) -> Result<(), SparseError> {
     let backend = match device.as_dispatch().clone().inner() {
         DispatchDevice::Flex(_) => None,
+        #[cfg(feature = "cube")]
+        DispatchDevice::Cube(_) => None,
         #[allow(unreachable_patterns)]
         other => Some(format!("backend of device {other:?}")),
     };
@@ -102,6 +104,13 @@ mod tests {
             .unwrap()
             .into_data()
             .assert_eq(&wd.grad(&dgrads).unwrap().into_data(), true);
+    }
+
+    #[test]
+    fn unsupported_element_types_are_named() {
+        let err = sparse_linear_support(&Device::flex(), DType::F16).unwrap_err();
+        assert_eq!(err.to_string(), "no sparse kernels for dtype F16");
+        sparse_linear_support(&Device::flex(), DType::F32).unwrap();
     }
 
     #[test]

@@ -352,3 +352,99 @@ fn sparse_products_fast_cpu_equals_reference() {
         }
     }
 }
+
+/// The tensor-level sparse product on `device`, forward and both gradients (through autodiff),
+/// against the CPU reference: within `(terms + 2) * f32::EPSILON * sum |terms|` of each value
+/// (a device may fuse a product and its sum), and exactly zero at inactive weight positions.
+fn check_sparse_linear(max_work: usize, device: &Device) {
+    use rigl_kernels::catalogue::sparse_matmul_catalogue;
+    use rigl_kernels::cpu_reference::{sddmm, spmm, spmm_transposed};
+    use rigl_kernels::{SparsePattern, sparse_linear};
+    use std::sync::Arc;
+    let device = device.clone().autodiff();
+    for p in sparse_matmul_catalogue(max_work) {
+        let pattern = Arc::new(SparsePattern::from_mask(p.rows, p.cols, &p.mask).unwrap());
+        let x = Tensor::<2>::from_data(TensorData::new(p.x.clone(), [p.batch, p.rows]), &device)
+            .require_grad();
+        let w =
+            Tensor::<2>::from_data(TensorData::new(p.weight.clone(), [p.rows, p.cols]), &device)
+                .require_grad();
+        let dy = Tensor::<2>::from_data(TensorData::new(p.dy.clone(), [p.batch, p.cols]), &device);
+        let y = sparse_linear(x.clone(), w.clone(), &pattern).unwrap();
+        let grads = (y.clone() * dy).sum().backward();
+        let host = |t: Tensor<2>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
+        let (gy, gx, gw) = (
+            host(y),
+            host(x.grad(&grads).unwrap()),
+            host(w.grad(&grads).unwrap()),
+        );
+        let want_y = spmm(&p.x, p.batch, &p.weight, &pattern).unwrap();
+        let want_x = spmm_transposed(&p.dy, p.batch, &p.weight, &pattern).unwrap();
+        let want_w = sddmm(&p.x, &p.dy, p.batch, &pattern).unwrap();
+        // Sums of |terms| of every output element, and its number of terms.
+        let w = p.masked_weight();
+        let (b, r, c) = (p.batch, p.rows, p.cols);
+        let mag_y: Vec<f32> = (0..b * c)
+            .map(|e| {
+                (0..r)
+                    .map(|i| (p.x[e / c * r + i] * w[i * c + e % c]).abs())
+                    .sum()
+            })
+            .collect();
+        let mag_x: Vec<f32> = (0..b * r)
+            .map(|e| {
+                (0..c)
+                    .map(|j| (p.dy[e / r * c + j] * w[(e % r) * c + j]).abs())
+                    .sum()
+            })
+            .collect();
+        let mag_w: Vec<f32> = (0..r * c)
+            .map(|e| {
+                (0..b)
+                    .map(|k| (p.x[k * r + e / c] * p.dy[k * c + e % c]).abs())
+                    .sum()
+            })
+            .collect();
+        for (what, got, want, mag, terms) in [
+            ("forward", &gy, &want_y, &mag_y, r),
+            ("input gradient", &gx, &want_x, &mag_x, c),
+            ("weight gradient", &gw, &want_w, &mag_w, b),
+        ] {
+            assert_eq!(got.len(), want.len(), "{what} of {}", p.name);
+            for ((a, want), m) in got.iter().zip(want).zip(mag) {
+                let bound = (terms as f32 + 2.0) * f32::EPSILON * m * 1.01;
+                assert!(
+                    (a - want).abs() <= bound,
+                    "{what} of {}: {a} vs {want}",
+                    p.name
+                );
+            }
+        }
+        for (g, m) in gw.iter().zip(&p.mask) {
+            assert!(
+                *m || g.to_bits() == 0,
+                "{}: gradient at an inactive weight",
+                p.name
+            );
+        }
+    }
+}
+
+#[test]
+fn sparse_linear_on_the_cpu_backend_equals_reference() {
+    check_sparse_linear(500_000, &Device::flex());
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn sparse_linear_on_wgpu_equals_reference() {
+    check_sparse_linear(
+        3_000_000,
+        &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+    );
+}

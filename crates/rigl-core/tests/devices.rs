@@ -328,23 +328,35 @@ fn a_device_without_adapter_is_a_typed_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// A sparse layer on a backend without sparse kernels runs the masked dense path (no panic):
-/// `x W_masked + b`.
+/// A sparse layer on wgpu runs the CubeCL kernels and computes what the masked dense path
+/// computes: `x W_masked + b`, and the same gradients.
 #[test]
-fn sparse_linear_falls_back_to_the_masked_path_on_wgpu() {
+fn sparse_linear_runs_the_kernels_on_wgpu() {
     use rigl_core::nn::{Execution, SparseExecution, SparseLinearConfig};
     use rigl_core::{Sparsify, SparsityConfig};
-    let gpu = wgpu();
+    let gpu = wgpu().autodiff();
     let layer = SparseLinearConfig::new(16, 8)
         .with_execution(SparseExecution::new(Execution::Sparse))
         .init(&gpu)
         .sparsify(SparsityConfig::uniform(0.75))
         .unwrap();
-    assert!(!layer.runs_sparse(), "wgpu has no sparse kernels yet");
+    assert!(layer.runs_sparse());
+    let dense = layer
+        .clone()
+        .with_execution(SparseExecution::new(Execution::Dense));
     let x: Vec<f32> = (0..48).map(|k| (k % 7) as f32 / 4.0 - 0.5).collect();
     let x = Tensor::<2>::from_data(TensorData::new(x, [3, 16]), &gpu);
-    let got = rigl_core::floats_to_host(layer.forward(x.clone()).reshape([-1]));
-    let bias = layer.bias.as_ref().unwrap().val().unsqueeze::<2>();
-    let want = rigl_core::floats_to_host((x.matmul(layer.weight.val()) + bias).reshape([-1]));
-    assert_eq!(got, want);
+    let run = |l: &rigl_core::nn::SparseLinear| {
+        let y = l.forward(x.clone());
+        let grads = (y.clone() * y.clone()).sum().backward();
+        let g = l.weight.grad(&grads).unwrap();
+        (
+            rigl_core::floats_to_host(y.reshape([-1])),
+            rigl_core::floats_to_host(g.reshape([-1])),
+        )
+    };
+    let (got, want) = (run(&layer), run(&dense));
+    for (a, b) in got.0.iter().chain(&got.1).zip(want.0.iter().chain(&want.1)) {
+        assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The backend extension of sparse linear layers: the three products of
 //! [`crate::cpu_reference::spmm()`] and [`crate::cpu_reference::sddmm()`] as backend
-//! operations, implemented for the CPU backend (Flex, the fast CPU path) and for Autodiff, whose
+//! operations, implemented for the CPU backend (Flex, the fast CPU path), the CubeCL backends
+//! (wgpu, CUDA: [`crate::components::sparse_linear`]) and Autodiff, whose
 //! hand-written backward runs the sparse input and weight gradients.
 //!
 //! Call them through [`crate::sparse_linear()`]; these are the primitives, with shapes already
@@ -20,10 +21,11 @@ use burn::tensor::TensorData;
 use std::sync::Arc;
 
 /// Sparse linear products over the active positions of a [`SparsePattern`].
-#[burn::backend::backend_extension(Flex, Autodiff)]
+#[burn::backend::backend_extension(Cube: cfg(feature = "cube"), Flex, Fusion: cfg(feature = "cube"), Autodiff)]
 pub trait SparseLinearBackend: burn::backend::Backend {
     /// `y = x W`: `x` `[batch, rows]`, `weight` `[rows, cols]` (inactive values not read);
     /// returns `[batch, cols]`.
+    #[fusion(meta = |x, _weight, pattern| forward_spec(x, pattern))]
     fn sparse_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -33,6 +35,7 @@ pub trait SparseLinearBackend: burn::backend::Backend {
     /// Both gradients of [`sparse_linear`](SparseLinearBackend::sparse_linear) from the
     /// output gradient `dy` `[batch, cols]`: `dx = dy Wᵀ` `[batch, rows]` (a `[0, rows]` tensor
     /// unless `input_grad`) and `dW` `[rows, cols]`, zero at inactive positions.
+    #[fusion(meta = |x, _dy, _weight, pattern, input_grad| backward_specs(x, pattern, *input_grad))]
     fn sparse_linear_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
@@ -40,6 +43,60 @@ pub trait SparseLinearBackend: burn::backend::Backend {
         pattern: Arc<SparsePattern>,
         input_grad: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Output metadata for fusion: `y` is `[batch, cols]` like `x`'s dtype.
+#[cfg(feature = "cube")]
+fn forward_spec(
+    x: &burn::backend::fusion::custom::TensorSpec,
+    pattern: &SparsePattern,
+) -> burn::backend::fusion::custom::TensorSpec {
+    burn::backend::fusion::custom::TensorSpec::new(
+        burn::backend::Shape::new([x.shape[0], pattern.cols()]),
+        x.dtype,
+    )
+}
+
+/// Output metadata for fusion: `dx` `[batch or 0, rows]` and `dW` `[rows, cols]`.
+#[cfg(feature = "cube")]
+fn backward_specs(
+    x: &burn::backend::fusion::custom::TensorSpec,
+    pattern: &SparsePattern,
+    input_grad: bool,
+) -> (
+    burn::backend::fusion::custom::TensorSpec,
+    burn::backend::fusion::custom::TensorSpec,
+) {
+    use burn::backend::fusion::custom::TensorSpec;
+    let batch = if input_grad { x.shape[0] } else { 0 };
+    (
+        TensorSpec::new(burn::backend::Shape::new([batch, pattern.rows()]), x.dtype),
+        TensorSpec::new(
+            burn::backend::Shape::new([pattern.rows(), pattern.cols()]),
+            x.dtype,
+        ),
+    )
+}
+
+#[cfg(feature = "cube")]
+impl SparseLinearBackend for burn_cubecl::CubeBackend {
+    fn sparse_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+    ) -> FloatTensor<Self> {
+        crate::launch::sparse_forward(x, weight, &pattern)
+    }
+
+    fn sparse_linear_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        crate::launch::sparse_backward(x, dy, weight, &pattern, input_grad)
+    }
 }
 
 fn batch_of(t: &FloatTensor<Flex>) -> usize {

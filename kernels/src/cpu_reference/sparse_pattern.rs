@@ -71,7 +71,7 @@ impl fmt::Display for SparseError {
 impl std::error::Error for SparseError {}
 
 /// The active positions of a `[rows, cols]` row-major matrix, row by row, columns increasing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SparsePattern {
     rows: usize,
     cols: usize,
@@ -79,6 +79,31 @@ pub struct SparsePattern {
     row_ptr: Vec<usize>,
     /// The column of each row entry.
     row_col: Vec<u32>,
+    /// The column view, built on first use (by the GPU kernels).
+    columns: std::sync::OnceLock<ColumnView>,
+}
+
+impl PartialEq for SparsePattern {
+    fn eq(&self, other: &Self) -> bool {
+        (self.rows, self.cols, &self.row_ptr, &self.row_col)
+            == (other.rows, other.cols, &other.row_ptr, &other.row_col)
+    }
+}
+
+impl Eq for SparsePattern {}
+
+/// The pattern by column, and the row of every entry of the row-ordered list: what kernels
+/// with one thread per output (or per entry) index by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnView {
+    /// `col_ptr[j]..col_ptr[j + 1]` are the entries of column `j`.
+    pub col_ptr: Vec<u32>,
+    /// The row of each column entry, increasing within a column.
+    pub col_row: Vec<u32>,
+    /// The flat position (`row * cols + col`) of each column entry.
+    pub col_pos: Vec<u32>,
+    /// The row of each entry of the row-ordered list.
+    pub entry_row: Vec<u32>,
 }
 
 impl SparsePattern {
@@ -114,6 +139,44 @@ impl SparsePattern {
             cols,
             row_ptr,
             row_col,
+            columns: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The column view (built once, on first call).
+    pub fn columns(&self) -> &ColumnView {
+        self.columns.get_or_init(|| {
+            let (rows, cols) = (self.rows, self.cols);
+            let mut count = vec![0u32; cols];
+            let mut entry_row = Vec::with_capacity(self.nnz());
+            for i in 0..rows {
+                for &j in self.row(i) {
+                    count[j as usize] += 1;
+                    entry_row.push(i as u32);
+                }
+            }
+            let mut col_ptr = Vec::with_capacity(cols + 1);
+            col_ptr.push(0u32);
+            for &c in &count {
+                col_ptr.push(col_ptr.last().copied().unwrap_or(0) + c);
+            }
+            let mut next: Vec<u32> = col_ptr[..cols].to_vec();
+            let (mut col_row, mut col_pos) = (vec![0u32; self.nnz()], vec![0u32; self.nnz()]);
+            // Rows in increasing order: each column fills in increasing row order.
+            for i in 0..rows {
+                for &j in self.row(i) {
+                    let k = next[j as usize] as usize;
+                    col_row[k] = i as u32;
+                    col_pos[k] = (i * cols + j as usize) as u32;
+                    next[j as usize] += 1;
+                }
+            }
+            ColumnView {
+                col_ptr,
+                col_row,
+                col_pos,
+                entry_row,
+            }
         })
     }
 
@@ -150,6 +213,11 @@ impl SparsePattern {
     /// When `i >= rows`.
     pub fn row(&self, i: usize) -> &[u32] {
         &self.row_col[self.row_ptr[i]..self.row_ptr[i + 1]]
+    }
+
+    /// The columns of all active positions, row by row (the row-ordered list).
+    pub fn row_entries(&self) -> &[u32] {
+        &self.row_col
     }
 
     /// The entries of row `i` in the row-ordered list of all active positions.
@@ -219,6 +287,11 @@ mod tests {
         assert_eq!(p.row(2), [0, 1, 3]);
         assert_eq!(p.row_ptr(), [0, 2, 2, 5]);
         assert_eq!(p.row_range(2), 2..5);
+        let c = p.columns();
+        assert_eq!(c.col_ptr, [0, 2, 3, 4, 5]);
+        assert_eq!(c.col_row, [0, 2, 2, 0, 2]);
+        assert_eq!(c.col_pos, [0, 8, 9, 2, 11]);
+        assert_eq!(c.entry_row, [0, 0, 2, 2, 2]);
         assert_eq!(p.to_mask(), mask);
         assert_eq!(p.density(), 5.0 / 12.0);
     }
