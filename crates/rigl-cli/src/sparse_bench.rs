@@ -124,7 +124,8 @@ fn linear_4096(batch: usize, repeats: usize, device: &Device) -> Result<SparseBe
         .with_execution(SparseExecution::new(Execution::Sparse))
         .init(device)
         .sparsify(SparsityConfig::uniform(0.9))?;
-    let density = 1.0 - 0.9;
+    let report = layer.sparsity_report();
+    let density = report.nnz as f64 / report.numel as f64;
     // Dense deployment: the masked weight stored with its zeros, no mask attached.
     let dense = {
         let zeros = layer.weight.val();
@@ -158,11 +159,46 @@ fn linear_4096(batch: usize, repeats: usize, device: &Device) -> Result<SparseBe
 /// # Errors
 /// Sparsity errors of the set-up (none for the built-in cases).
 pub fn measure(device: &Device, repeats: usize) -> Result<Vec<SparseBenchRow>, CliError> {
+    measure_batches(device, repeats, &[1, 16, 64, 256])
+}
+
+/// [`measure`] with the linear layer at `batches` only.
+///
+/// # Errors
+/// As [`measure`].
+pub fn measure_batches(
+    device: &Device,
+    repeats: usize,
+    batches: &[usize],
+) -> Result<Vec<SparseBenchRow>, CliError> {
     let (dense_ms, density) = mlp_step_ms(device, Execution::Dense, repeats.max(20))?;
     let (sparse_ms, _) = mlp_step_ms(device, Execution::Sparse, repeats.max(20))?;
     let mut rows = vec![row("mlp-train-step", 100, density, dense_ms, sparse_ms)];
-    for batch in [1, 16, 64, 256] {
+    for &batch in batches {
         rows.push(linear_4096(batch, repeats, device)?);
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_reports_both_paths() {
+        let rows = measure_batches(&Device::flex(), 1, &[1]).unwrap();
+        let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
+        assert_eq!(cases, ["mlp-train-step", "linear-4096-infer"]);
+        // The reference MLP set-up: 8,244 of 265,200 masked weights active.
+        assert!((rows[0].density - 8244.0 / 265_200.0).abs() < 1e-12);
+        assert!((rows[1].density - 0.1).abs() < 1e-6);
+        for r in &rows {
+            assert!(r.dense_ms > 0.0 && r.sparse_ms > 0.0, "{r:?}");
+            assert!((r.speedup - r.dense_ms / r.sparse_ms).abs() < 1e-12);
+            let json = serde_json::to_value(r).unwrap();
+            for field in ["case", "dense_ms", "sparse_ms", "speedup"] {
+                assert!(json.get(field).is_some(), "{field} missing");
+            }
+        }
+    }
 }
