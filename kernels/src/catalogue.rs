@@ -6,6 +6,7 @@
 //! tensors of ResNet-50).
 
 use crate::cpu_reference::drop_grow::{DropGrowSegment, GrowBy};
+use crate::cpu_reference::sparse_conv2d::Conv2dGeometry;
 use crate::cpu_reference::top_k_mask::Segment;
 
 /// How the scores of a problem are drawn.
@@ -587,6 +588,151 @@ pub fn sparse_matmul_catalogue(max_work: usize) -> Vec<SparseMatmulProblem> {
                 cols,
                 shape,
                 7_000 + (n * 10 + k) as u64,
+            ));
+        }
+    }
+    out
+}
+
+/// A sparse convolution problem: `y = conv2d(x, W)`, `dx` and `dW` at the active taps.
+#[derive(Clone, Debug)]
+pub struct SparseConvProblem {
+    /// A unique, descriptive name.
+    pub name: String,
+    /// The convolution.
+    pub geometry: Conv2dGeometry,
+    /// `[batch, channels_in, h, w]`, with a third of the entries exactly zero.
+    pub x: Vec<f32>,
+    /// `[batch, channels_out, oh, ow]`.
+    pub dy: Vec<f32>,
+    /// `[channels_out, channels_in, kh, kw]`; NaN at every inactive tap.
+    pub weight: Vec<f32>,
+    /// `[channels_out, taps]`, `true` = active.
+    pub mask: Vec<bool>,
+}
+
+impl SparseConvProblem {
+    /// The weight with zeros at the inactive taps.
+    pub fn masked_weight(&self) -> Vec<f32> {
+        self.weight
+            .iter()
+            .zip(&self.mask)
+            .map(|(&w, &m)| if m { w } else { 0.0 })
+            .collect()
+    }
+
+    /// Multiply-adds of one dense convolution.
+    pub fn dense_work(&self) -> usize {
+        let [oh, ow] = self.geometry.output();
+        self.geometry.batch * self.geometry.channels_out * self.geometry.taps() * oh * ow
+    }
+}
+
+/// One sparse convolution (deterministic in its parameters): the weight, mask and values as
+/// [`sparse_matmul_problem`] draws them for a `[channels_out, taps]` matrix.
+pub fn sparse_conv_problem(
+    geometry: Conv2dGeometry,
+    shape: MaskShape,
+    seed: u64,
+) -> SparseConvProblem {
+    let g = geometry;
+    let [nx, ny, _] = g.sizes();
+    let base = sparse_matmul_problem(1, g.channels_out, g.taps(), shape, seed);
+    let mut rng = SplitMix64::new(seed ^ 0xC0DE);
+    let mut uniform = move || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let x = (0..nx)
+        .map(|_| {
+            let u = uniform();
+            if u < 1.0 / 3.0 {
+                0.0
+            } else {
+                (u * 4.0 - 2.0) as f32
+            }
+        })
+        .collect();
+    let dy = (0..ny)
+        .map(|_| (uniform() * 2.0 - 1.0) as f32 * 0.01)
+        .collect();
+    SparseConvProblem {
+        name: format!(
+            "sparse-conv batch={} {}x{}x{} -> {} k={:?} s={:?} p={:?} d={:?}/{shape:?}",
+            g.batch,
+            g.channels_in,
+            g.input[0],
+            g.input[1],
+            g.channels_out,
+            g.kernel,
+            g.stride,
+            g.padding,
+            g.dilation
+        ),
+        geometry: g,
+        x,
+        dy,
+        weight: base.weight,
+        mask: base.mask,
+    }
+}
+
+/// The convolutions of [`sparse_conv_catalogue`]: `(batch, channels_in, [h, w], channels_out,
+/// [kh, kw], stride, padding, dilation)`. Batch 1 and a 1x1 image, odd sizes, stride 2,
+/// pointwise, dilation, asymmetric padding, a WideResNet-22-2 block and a ResNet-50 3x3 layer.
+#[allow(clippy::type_complexity)]
+pub const SPARSE_CONV_SHAPES: [(
+    usize,
+    usize,
+    [usize; 2],
+    usize,
+    [usize; 2],
+    usize,
+    [(usize, usize); 2],
+    usize,
+); 10] = [
+    (1, 1, [1, 1], 1, [1, 1], 1, [(0, 0), (0, 0)], 1),
+    (2, 3, [7, 5], 4, [3, 3], 1, [(1, 1), (1, 1)], 1),
+    (1, 5, [9, 9], 3, [3, 3], 2, [(1, 1), (1, 1)], 1),
+    (3, 4, [6, 6], 6, [1, 1], 1, [(0, 0), (0, 0)], 1),
+    (2, 3, [8, 8], 5, [1, 1], 2, [(0, 0), (0, 0)], 1),
+    (1, 2, [11, 13], 3, [3, 3], 1, [(2, 2), (2, 2)], 2),
+    (1, 3, [6, 6], 2, [2, 2], 1, [(0, 1), (1, 0)], 1),
+    (2, 17, [19, 21], 9, [3, 3], 1, [(1, 1), (1, 1)], 1),
+    (32, 32, [32, 32], 32, [3, 3], 1, [(1, 1), (1, 1)], 1),
+    (1, 64, [56, 56], 64, [3, 3], 1, [(1, 1), (1, 1)], 1),
+];
+
+/// Sparse convolution problems with at most `max_work` dense multiply-adds: every shape of
+/// [`SPARSE_CONV_SHAPES`] with the mask shapes of [`sparse_matmul_catalogue`] (rows are output
+/// channels).
+pub fn sparse_conv_catalogue(max_work: usize) -> Vec<SparseConvProblem> {
+    let shapes = [
+        MaskShape::Empty,
+        MaskShape::Full,
+        MaskShape::RowsAndColumns,
+        MaskShape::Random(0.1),
+        MaskShape::Random(0.02),
+    ];
+    let mut out = Vec::new();
+    for (n, &(batch, cin, input, cout, kernel, stride, padding, dilation)) in
+        SPARSE_CONV_SHAPES.iter().enumerate()
+    {
+        let geometry = Conv2dGeometry::new(
+            [batch, cin, input[0], input[1]],
+            [cout, cin, kernel[0], kernel[1]],
+            [stride; 2],
+            padding,
+            [dilation; 2],
+            1,
+        )
+        .expect("catalogue geometries are valid");
+        let [oh, ow] = geometry.output();
+        if batch * cout * geometry.taps() * oh * ow > max_work {
+            continue;
+        }
+        for (k, &shape) in shapes.iter().enumerate() {
+            out.push(sparse_conv_problem(
+                geometry,
+                shape,
+                8_000 + (n * 10 + k) as u64,
             ));
         }
     }

@@ -91,12 +91,14 @@ mod drop_grow;
 #[cfg(feature = "cube")]
 pub mod launch;
 mod select;
+mod sparse_conv2d;
 mod sparse_linear;
 
 pub use cpu_reference::drop_grow::{DropGrowCounts, DropGrowDecision, DropGrowSegment, GrowBy};
 pub use cpu_reference::keys::{f32_key, key_f32};
 pub use cpu_reference::philox::{Philox, philox4x32_10, stream_id};
 pub use cpu_reference::random_mask::RandomSegment;
+pub use cpu_reference::sparse_conv2d::Conv2dGeometry;
 pub use cpu_reference::sparse_pattern::{SparseError, SparsePattern};
 pub use cpu_reference::top_k_mask::{Segment, SegmentedSelection, SelectError};
 pub use drop_grow::{DropGrow, Growth, drop_grow};
@@ -104,4 +106,5 @@ pub use select::{
     MAX_POSITIONS, Selection, philox_u32, random_top_k_mask, segmented_top_k_mask,
     segmented_top_k_mask_abs, top_k_mask, top_k_mask_abs,
 };
+pub use sparse_conv2d::{sparse_conv2d, sparse_conv2d_support};
 pub use sparse_linear::{sparse_linear, sparse_linear_support};

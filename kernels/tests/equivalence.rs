@@ -448,3 +448,106 @@ fn sparse_linear_on_wgpu_equals_reference() {
         &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
     );
 }
+
+/// The sparse convolutions' fast CPU path equals the reference bit for bit over the catalogue,
+/// and both equal Burn's dense convolution of the masked weight (and its autodiff gradients)
+/// within `2 (terms + 2) f32::EPSILON sum |terms|` of each value, exactly zero at inactive taps.
+#[test]
+fn sparse_convolutions_fast_cpu_equals_reference() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use rigl_kernels::SparsePattern;
+    use rigl_kernels::catalogue::sparse_conv_catalogue;
+    use rigl_kernels::cpu_reference::{
+        sparse_conv2d, sparse_conv2d_input_grad, sparse_conv2d_weight_grad,
+    };
+    let problems = sparse_conv_catalogue(2_000_000);
+    assert_eq!(problems.len(), 40);
+    let device = Device::flex().autodiff();
+    for p in &problems {
+        let g = p.geometry;
+        let pattern = SparsePattern::from_mask(g.channels_out, g.taps(), &p.mask).unwrap();
+        let y = sparse_conv2d(&p.x, &p.weight, &pattern, &g).unwrap();
+        let dx = sparse_conv2d_input_grad(&p.dy, &p.weight, &pattern, &g).unwrap();
+        let dw = sparse_conv2d_weight_grad(&p.x, &p.dy, &pattern, &g).unwrap();
+        assert!(
+            y.iter().chain(&dx).chain(&dw).all(|v| v.is_finite()),
+            "{}",
+            p.name
+        );
+        let fast_y = cpu::sparse_conv2d(&p.x, &p.weight, &pattern, &g).unwrap();
+        let fast_dx = cpu::sparse_conv2d_input_grad(&p.dy, &p.weight, &pattern, &g).unwrap();
+        let fast_dw = cpu::sparse_conv2d_weight_grad(&p.x, &p.dy, &pattern, &g).unwrap();
+        assert_eq!(float_bits(&fast_y), float_bits(&y), "forward of {}", p.name);
+        assert_eq!(
+            float_bits(&fast_dx),
+            float_bits(&dx),
+            "input gradient of {}",
+            p.name
+        );
+        assert_eq!(
+            float_bits(&fast_dw),
+            float_bits(&dw),
+            "weight gradient of {}",
+            p.name
+        );
+        assert!(
+            dw.iter().zip(&p.mask).all(|(v, &m)| m || v.to_bits() == 0),
+            "{}: gradient at an inactive tap",
+            p.name
+        );
+        // Burn's dense convolution of the masked weight, and the same on |x|, |W|, |dy| for
+        // the magnitudes of the sums.
+        let [oh, ow] = g.output();
+        let options = ConvOptions {
+            stride: g.stride,
+            padding: g.padding,
+            dilation: g.dilation,
+            groups: 1,
+        };
+        let xs = [g.batch, g.channels_in, g.input[0], g.input[1]];
+        let ws = [g.channels_out, g.channels_in, g.kernel[0], g.kernel[1]];
+        let ys = [g.batch, g.channels_out, oh, ow];
+        let dense = |x: Vec<f32>, w: Vec<f32>, dy: Vec<f32>| {
+            let x = Tensor::<4>::from_data(TensorData::new(x, xs), &device).require_grad();
+            let w = Tensor::<4>::from_data(TensorData::new(w, ws), &device).require_grad();
+            let dy = Tensor::<4>::from_data(TensorData::new(dy, ys), &device);
+            let y = conv2d(x.clone(), w.clone(), None, options.clone());
+            let grads = (y.clone() * dy).sum().backward();
+            let host = |t: Tensor<4>| t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+            [
+                host(y),
+                host(x.grad(&grads).unwrap()),
+                host(w.grad(&grads).unwrap()),
+            ]
+        };
+        let abs = |v: &[f32]| v.iter().map(|v| v.abs()).collect::<Vec<_>>();
+        let want = dense(p.x.clone(), p.masked_weight(), p.dy.clone());
+        let mag = dense(abs(&p.x), abs(&p.masked_weight()), abs(&p.dy));
+        let terms = [
+            g.taps(),
+            g.channels_out * g.kernel[0] * g.kernel[1],
+            g.batch * oh * ow,
+        ];
+        for (n, (what, got)) in [
+            ("forward", &y),
+            ("input gradient", &dx),
+            ("weight gradient", &dw),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for (e, (a, b)) in got.iter().zip(&want[n]).enumerate() {
+                if n == 2 && !p.mask[e] {
+                    continue;
+                }
+                let bound = 2.0 * (terms[n] as f32 + 2.0) * f32::EPSILON * mag[n][e] * 1.01;
+                assert!(
+                    (a - b).abs() <= bound,
+                    "{what} of {} at {e}: {a} vs {b}",
+                    p.name
+                );
+            }
+        }
+    }
+}

@@ -135,4 +135,5 @@ pub trait SelectBackend: burn::backend::Backend {
 #[cfg(feature = "cube")]
 mod cube;
 mod flex;
+pub mod sparse_conv2d;
 pub mod sparse_linear;

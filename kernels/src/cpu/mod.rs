@@ -3,6 +3,7 @@
 pub mod drop_grow;
 pub mod radix_select;
 pub mod sddmm;
+pub mod sparse_conv2d;
 pub mod sparse_linear_backward;
 pub mod spmm;
 pub mod transpose;
@@ -14,6 +15,7 @@ pub use radix_select::{
     segmented_top_k_mask, segmented_top_k_mask_u32,
 };
 pub use sddmm::sddmm;
+pub use sparse_conv2d::{sparse_conv2d, sparse_conv2d_input_grad, sparse_conv2d_weight_grad};
 pub use sparse_linear_backward::sparse_linear_backward;
 pub use spmm::{spmm, spmm_transposed};
 pub use transpose::transpose;

@@ -1,0 +1,195 @@
+//! The backend extension of sparse convolutions: [`crate::cpu_reference::sparse_conv2d()`] and
+//! its two gradients as backend operations, implemented for the CPU backend (Flex, the fast CPU
+//! path of [`crate::cpu::sparse_conv2d`]) and Autodiff, whose hand-written backward runs the
+//! sparse input and weight gradients.
+//!
+//! Call them through [`crate::sparse_conv2d()`]; these are the primitives, with shapes already
+//! checked.
+
+use crate::cpu;
+use crate::cpu_reference::sparse_conv2d::Conv2dGeometry;
+use crate::cpu_reference::sparse_pattern::SparsePattern;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, TensorMetadata};
+use burn::tensor::TensorData;
+use std::sync::Arc;
+
+/// Sparse 2-D convolutions over the active taps of a [`SparsePattern`] (`[channels_out,
+/// channels_in * kh * kw]`).
+#[burn::backend::backend_extension(Flex, Autodiff)]
+pub trait SparseConv2dBackend: burn::backend::Backend {
+    /// `y = conv2d(x, W)`: `x` `[batch, channels_in, h, w]`, `weight` `[channels_out,
+    /// channels_in, kh, kw]` (inactive values not read); returns `[batch, channels_out, oh, ow]`.
+    fn sparse_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+        geometry: Conv2dGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// Both gradients of [`sparse_conv2d`](SparseConv2dBackend::sparse_conv2d) from the output
+    /// gradient `dy`: `dx` like `x` (an empty tensor unless `input_grad`) and `dW` like the
+    /// weight, zero at inactive taps.
+    fn sparse_conv2d_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+        geometry: Conv2dGeometry,
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+fn from_vec(values: Vec<f32>, shape: [usize; 4], like: &FloatTensor<Flex>) -> FloatTensor<Flex> {
+    Flex::float_from_data(TensorData::new(values, shape), &like.device())
+}
+
+fn output_shape(g: &Conv2dGeometry) -> [usize; 4] {
+    let [oh, ow] = g.output();
+    [g.batch, g.channels_out, oh, ow]
+}
+
+fn input_shape(g: &Conv2dGeometry) -> [usize; 4] {
+    [g.batch, g.channels_in, g.input[0], g.input[1]]
+}
+
+fn weight_shape(g: &Conv2dGeometry) -> [usize; 4] {
+    [g.channels_out, g.channels_in, g.kernel[0], g.kernel[1]]
+}
+
+impl SparseConv2dBackend for Flex {
+    fn sparse_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+        geometry: Conv2dGeometry,
+    ) -> FloatTensor<Self> {
+        let like = x.clone();
+        let y = super::flex::with_f32(x, |x| {
+            super::flex::with_f32(weight, |w| cpu::sparse_conv2d(x, w, &pattern, &geometry))
+        })
+        .expect("shapes checked by the caller");
+        from_vec(y, output_shape(&geometry), &like)
+    }
+
+    fn sparse_conv2d_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+        geometry: Conv2dGeometry,
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let like = x.clone();
+        let (dx, dw) = super::flex::with_f32(x, |x| {
+            super::flex::with_f32(dy, |dy| {
+                let dw = cpu::sparse_conv2d_weight_grad(x, dy, &pattern, &geometry);
+                let dx = input_grad.then(|| {
+                    super::flex::with_f32(weight, |w| {
+                        cpu::sparse_conv2d_input_grad(dy, w, &pattern, &geometry)
+                    })
+                });
+                (dx.transpose(), dw)
+            })
+        });
+        let dw = dw.expect("shapes checked by the caller");
+        let dx = match dx.expect("shapes checked by the caller") {
+            Some(dx) => from_vec(dx, input_shape(&geometry), &like),
+            None => from_vec(Vec::new(), [0, 0, 0, 0], &like),
+        };
+        (dx, from_vec(dw, weight_shape(&geometry), &like))
+    }
+}
+
+/// The backward of [`SparseConv2dBackend::sparse_conv2d`]: `dx` (when the input is tracked)
+/// and `dW` at the active taps, in one call.
+#[derive(Debug)]
+struct SparseConv2dBackward;
+
+impl<B: Backend + SparseConv2dBackend> Backward<B, 2> for SparseConv2dBackward {
+    type State = (NodeId, NodeId, Arc<SparsePattern>, Conv2dGeometry);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let (x, weight, pattern, geometry) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x);
+        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight);
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let (dx, dw) =
+            B::sparse_conv2d_backward(x, dy, weight, pattern, geometry, node_x.is_some());
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_w {
+            grads.register::<B>(node.id, dw);
+        }
+    }
+}
+
+impl<B: Backend + SparseConv2dBackend, C: CheckpointStrategy> SparseConv2dBackend
+    for Autodiff<B, C>
+{
+    fn sparse_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+        geometry: Conv2dGeometry,
+    ) -> FloatTensor<Self> {
+        match SparseConv2dBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let y = B::sparse_conv2d(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    pattern.clone(),
+                    geometry,
+                );
+                prep.finish((x_state, weight_state, pattern, geometry), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::sparse_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                pattern,
+                geometry,
+            )),
+        }
+    }
+
+    fn sparse_conv2d_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+        geometry: Conv2dGeometry,
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, dw) = B::sparse_conv2d_backward(
+            x.into_primitive(),
+            dy.into_primitive(),
+            weight.into_primitive(),
+            pattern,
+            geometry,
+            input_grad,
+        );
+        (
+            <Self as AutodiffBackend>::from_inner(dx),
+            <Self as AutodiffBackend>::from_inner(dw),
+        )
+    }
+}
