@@ -514,7 +514,12 @@ fn sparse_convolutions_fast_cpu_equals_reference() {
             let dy = Tensor::<4>::from_data(TensorData::new(dy, ys), &device);
             let y = conv2d(x.clone(), w.clone(), None, options.clone());
             let grads = (y.clone() * dy).sum().backward();
-            let host = |t: Tensor<4>| t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+            let host = |t: Tensor<4>| {
+                t.into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap()
+            };
             [
                 host(y),
                 host(x.grad(&grads).unwrap()),

@@ -9,14 +9,15 @@
 //! - input gradient: `dx[b, c, ih, iw]` starts at `0.0` and adds `w[o, k] * dy[b, o, oh, ow]`
 //!   for the taps `k` of channel `c` in increasing `k`, and for each tap the active outputs `o`
 //!   in increasing `o` (each pair reaches an input through at most one output position);
-//! - weight gradient: eight lanes per active tap; for every row `(b, oh)` in increasing order
-//!   whose input row is inside the image, the products `dy[b, o, oh, ow] * x[b, c, ih, iw]` at
-//!   the valid output columns `lo <= ow < hi` go to lane `(ow - lo) mod 8`; the result is
-//!   `((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))`, as
-//!   [`lane_dot`](super::lane_dot).
+//! - weight gradient: eight lanes per active tap; for `b`, then `oh`, then `ow` increasing,
+//!   the products `dy[b, o, oh, ow] * x[b, c, ih, iw]` whose input is inside the image go to
+//!   lane `(oh * pitch + ow) mod 8`, with `pitch = ow_count + (kw - 1) * dilation_w` (the padded
+//!   input width at stride 1); the result is `((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 +
+//!   s7))`, as [`lane_dot`](super::lane_dot).
 //!
-//! The fast CPU path ([`crate::cpu::sparse_conv2d`]) takes the same orders, so it equals this
-//! reference bit for bit.
+//! The fast CPU path ([`crate::cpu::sparse_conv2d`]) takes the same orders; at stride 1 it
+//! works on zero-padded planes and adds products with the padding, which are zeros, so it
+//! equals this reference bit for bit when the inputs are finite.
 
 use super::sddmm::SDDMM_LANES;
 use super::sparse_pattern::{SparseError, SparsePattern};
@@ -152,6 +153,12 @@ impl Conv2dGeometry {
             0
         };
         lo.min(hi)..hi
+    }
+
+    /// The row pitch of the weight gradient's lanes: `ow + (kw - 1) * dilation_w`, the width
+    /// of the zero-padded input at stride 1.
+    pub fn pitch(&self) -> usize {
+        self.output()[1] + (self.kernel[1] - 1) * self.dilation[1]
     }
 
     /// The input index along dimension `d` of output index `o` and kernel offset `i` (valid
@@ -295,13 +302,13 @@ pub fn sparse_conv2d_weight_grad(
         for &k in pattern.row(o) {
             let (c, i, j) = g.tap(k as usize);
             let mut s = [0.0f32; SDDMM_LANES];
-            let cols = g.valid(1, j);
+            let pitch = g.pitch();
             for b in 0..g.batch {
                 for oh in g.valid(0, i) {
                     let ih = g.input_index(0, oh, i);
-                    for ow in cols.clone() {
+                    for ow in g.valid(1, j) {
                         let iw = g.input_index(1, ow, j);
-                        s[(ow - cols.start) % SDDMM_LANES] += dy
+                        s[(oh * pitch + ow) % SDDMM_LANES] += dy
                             [((b * g.channels_out + o) * oh_n + oh) * ow_n + ow]
                             * x[((b * g.channels_in + c) * h + ih) * w + iw];
                     }

@@ -1,8 +1,9 @@
-//! Sparse-aware layers: drop-in replacements for Burn's `Linear` whose forward and backward
-//! skip the inactive weights of an attached [`SparseMask`](crate::SparseMask).
+//! Sparse-aware layers: drop-in replacements for Burn's `Linear` and `Conv2d` whose forward and
+//! backward skip the inactive weights of an attached [`SparseMask`](crate::SparseMask).
 //!
 //! Between mask updates a sparse layer computes its forward, input gradient and weight
-//! gradient on the active weights only ([`rigl_kernels::sparse_linear`]); on steps that need
+//! gradient on the active weights only ([`rigl_kernels::sparse_linear`],
+//! [`rigl_kernels::sparse_conv2d`]); on steps that need
 //! the dense gradient ([`GradientMode::Dense`](crate::GradientMode::Dense)), without a mask,
 //! or where the policy ([`SparseExecution`]) or the backend says no, it runs the masked dense
 //! path of a plain Burn layer. Records are those of the Burn layer (same field names), so
@@ -10,8 +11,10 @@
 
 mod execution;
 mod pattern_cache;
+mod sparse_conv2d;
 mod sparse_linear;
 
 pub use execution::{Execution, SparseExecution};
 pub use pattern_cache::PatternCache;
+pub use sparse_conv2d::{SparseConv2d, SparseConv2dConfig};
 pub use sparse_linear::{SparseLinear, SparseLinearConfig};
