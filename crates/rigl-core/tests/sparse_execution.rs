@@ -1,4 +1,5 @@
-//! Sparse execution trains like the masked dense path, for every method: the same masks after
+//! Sparse execution trains like the masked dense path, for every method, on a network of
+//! sparse convolutions and sparse linear layers: the same masks after
 //! every step (mask updates included) and weights within `1e-5 * (1 + |w|)` after 40 steps;
 //! the sparse kernels really run between updates and the dense path runs on the steps that
 //! need the dense gradient.
@@ -8,20 +9,25 @@
 //! forward without amplifying at these learning rates.
 
 use burn::module::Module;
+use burn::nn::PaddingConfig2d;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rigl_core::nn::{Execution, SparseExecution, SparseLinear, SparseLinearConfig};
+use rigl_core::nn::{
+    Execution, SparseConv2d, SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
+};
 use rigl_core::optim::SparseSgdConfig;
 use rigl_core::{
     DstConfig, GradientMode, Method, SparseTrainer, Sparsify, SparsityConfig, floats_to_host,
 };
 
+/// Two convolutions (3x3 "same", 3x3 stride 2) and two linear layers.
 #[derive(Module, Debug)]
 struct Net {
+    conv1: SparseConv2d,
+    conv2: SparseConv2d,
     a: SparseLinear,
-    b: SparseLinear,
     c: SparseLinear,
 }
 
@@ -32,40 +38,70 @@ impl Net {
         static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
         device.seed(11);
+        let execution = SparseExecution::new(execution);
         let layer = |i, o| {
             SparseLinearConfig::new(i, o)
-                .with_execution(SparseExecution::new(execution))
+                .with_execution(execution)
+                .init(device)
+        };
+        let conv = |i, o, stride| {
+            SparseConv2dConfig::new([i, o], [3, 3])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_execution(execution)
                 .init(device)
         };
         let net = Self {
-            a: layer(40, 48),
-            b: layer(48, 24),
+            conv1: conv(2, 6, 1),
+            conv2: conv(6, 8, 2),
+            a: layer(72, 24),
             c: layer(24, 5),
         };
-        for l in [&net.a, &net.b, &net.c] {
-            let _ = (l.weight.val(), l.bias.as_ref().map(|b| b.val()));
-        }
+        // Materialise the lazy parameters under the seed.
+        let _ = net.weights();
         net
     }
 
     /// Cross-entropy gradients of batch `i` (batch 3 every fifth step: the small-batch kernels).
     fn grads(&self, i: usize, device: &Device) -> burn::optim::GradientsParams {
         let batch = if i % 5 == 4 { 3 } else { 16 };
-        let x: Vec<f32> = (0..batch * 40)
+        let x: Vec<f32> = (0..batch * 72)
             .map(|k| ((k * 13 + i * 7) % 17) as f32 / 8.0 - 1.0)
             .collect();
-        let x = Tensor::<2>::from_data(TensorData::new(x, [batch, 40]), device);
+        let x = Tensor::<4>::from_data(TensorData::new(x, [batch, 2, 6, 6]), device);
         let y: Vec<i64> = (0..batch).map(|k| ((k + i) % 5) as i64).collect();
         let y = Tensor::<1, Int>::from_data(TensorData::new(y, [batch]), device);
-        let h = relu(self.b.forward(relu(self.a.forward(x))));
+        let h = relu(self.conv2.forward(relu(self.conv1.forward(x))));
+        let h = relu(self.a.forward(h.reshape([batch as i32, -1])));
         let loss = CrossEntropyLossConfig::new()
             .init(device)
             .forward(self.c.forward(h), y);
         burn::optim::GradientsParams::from_grads(loss.backward(), self)
     }
 
-    fn layers(&self) -> [&SparseLinear; 3] {
-        [&self.a, &self.b, &self.c]
+    /// Whether each layer's next forward runs sparse.
+    fn runs_sparse(&self) -> Vec<bool> {
+        vec![
+            self.conv1.runs_sparse([6, 6]),
+            self.conv2.runs_sparse([6, 6]),
+            self.a.runs_sparse(),
+            self.c.runs_sparse(),
+        ]
+    }
+
+    /// Every weight and bias, flattened.
+    fn weights(&self) -> Vec<Vec<f32>> {
+        let flat = |t: Tensor<1>| floats_to_host(t);
+        let mut out = Vec::new();
+        for conv in [&self.conv1, &self.conv2] {
+            out.push(flat(conv.weight.val().reshape([-1])));
+            out.push(flat(conv.bias.as_ref().unwrap().val()));
+        }
+        for l in [&self.a, &self.c] {
+            out.push(flat(l.weight.val().reshape([-1])));
+            out.push(flat(l.bias.as_ref().unwrap().val()));
+        }
+        out
     }
 }
 
@@ -89,7 +125,7 @@ fn run(method: Method, execution: Execution) -> Trace {
     let mut trace = Vec::new();
     for i in 0..STEPS {
         // What the forward of this step runs.
-        let sparse: Vec<bool> = model.layers().iter().map(|l| l.runs_sparse()).collect();
+        let sparse = model.runs_sparse();
         let masked = !model.sparse_layers().is_empty();
         if trainer.next_gradient_mode() == GradientMode::Dense || !masked {
             assert!(
@@ -109,16 +145,7 @@ fn run(method: Method, execution: Execution) -> Trace {
             .into_iter()
             .map(|l| rigl_core::bools_to_host(l.mask.unwrap()))
             .collect();
-        let weights = model
-            .layers()
-            .iter()
-            .flat_map(|l| {
-                [
-                    floats_to_host(l.weight.val().reshape([-1])),
-                    floats_to_host(l.bias.as_ref().unwrap().val()),
-                ]
-            })
-            .collect();
+        let weights = model.weights();
         trace.push((masks, weights, sparse));
     }
     trace

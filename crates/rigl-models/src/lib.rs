@@ -44,6 +44,7 @@ pub use error::{ModelError, Result};
 pub use mlp::{Mlp, MlpConfig};
 pub use mobilenet_v1::{MobileNetV1, MobileNetV1Config, SeparableBlock};
 pub use mobilenet_v2::{ConvBn, Features, InvertedResidual, MobileNetV2, MobileNetV2Config};
+pub use pretrained::AsBurnLayers;
 pub use registry::{Classifier, ModelBuilder, ModelConfig, ModelKind, ModelOptions, WithModel};
 pub use resnet::{Bottleneck, ResNet, ResNetConfig};
 pub use spec::{LayerKind, LayerSpec, SparseArchitecture};

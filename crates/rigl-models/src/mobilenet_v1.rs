@@ -6,11 +6,13 @@ use crate::error::{ModelError, Result};
 use crate::spec::{LayerSpec, SparseArchitecture};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use rigl_core::nn::{
+    SparseConv2d, SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
+};
 
 const MODEL: &str = "mobilenet_v1";
 
@@ -64,17 +66,21 @@ pub struct MobileNetV1Config {
     /// Input resolution (square), used to describe spatial sizes for counting.
     #[config(default = 224)]
     pub input_size: usize,
+    /// When the sparse-aware layers run their sparse kernels (see [`SparseConv2d`],
+    /// [`SparseLinear`]).
+    #[config(default = "SparseExecution::default()")]
+    pub execution: SparseExecution,
 }
 
 /// A depthwise-separable block: 3x3 depthwise conv, BN, ReLU, 1x1 pointwise conv, BN, ReLU.
 #[derive(Module, Debug)]
 pub struct SeparableBlock {
     /// 3x3 depthwise convolution (one group per channel), carrying the stride.
-    pub depthwise: Conv2d,
+    pub depthwise: SparseConv2d,
     /// Batch norm after the depthwise convolution.
     pub bn1: BatchNorm,
     /// 1x1 pointwise convolution.
-    pub pointwise: Conv2d,
+    pub pointwise: SparseConv2d,
     /// Batch norm after the pointwise convolution.
     pub bn2: BatchNorm,
 }
@@ -94,7 +100,7 @@ impl SeparableBlock {
 #[derive(Module, Debug)]
 pub struct MobileNetV1 {
     /// 3x3 stride-2 stem convolution.
-    pub conv1: Conv2d,
+    pub conv1: SparseConv2d,
     /// Batch norm after the stem.
     pub bn1: BatchNorm,
     /// The 13 depthwise-separable blocks.
@@ -102,17 +108,38 @@ pub struct MobileNetV1 {
     /// Global average pooling.
     pub avgpool: AdaptiveAvgPool2d,
     /// Classifier.
-    pub classifier: Linear,
+    pub classifier: SparseLinear,
 }
 
-fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, groups: usize, d: &Device) -> Conv2d {
+fn conv(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    d: &Device,
+) -> SparseConv2d {
     let p = k / 2;
-    Conv2dConfig::new([c_in, c_out], [k, k])
+    SparseConv2dConfig::new([c_in, c_out], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
         .with_groups(groups)
         .with_bias(false)
         .init(d)
+}
+
+impl MobileNetV1 {
+    /// The network with another execution policy on every sparse-aware layer (depthwise
+    /// convolutions always compute masked dense).
+    pub fn with_execution(mut self, execution: SparseExecution) -> Self {
+        self.conv1 = self.conv1.with_execution(execution);
+        for block in &mut self.blocks {
+            block.depthwise = block.depthwise.clone().with_execution(execution);
+            block.pointwise = block.pointwise.clone().with_execution(execution);
+        }
+        self.classifier = self.classifier.with_execution(execution);
+        self
+    }
 }
 
 impl MobileNetV1Config {
@@ -165,6 +192,10 @@ impl MobileNetV1Config {
     /// # Panics
     /// If the width multiplier is not a positive number.
     pub fn init(&self, device: &Device) -> MobileNetV1 {
+        self.init_layers(device).with_execution(self.execution)
+    }
+
+    fn init_layers(&self, device: &Device) -> MobileNetV1 {
         if let Err(e) = self.check() {
             panic!("{e}");
         }
@@ -189,7 +220,7 @@ impl MobileNetV1Config {
             bn1: BatchNormConfig::new(stem).init(device),
             blocks,
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            classifier: LinearConfig::new(c_in, self.num_classes).init(device),
+            classifier: SparseLinearConfig::new(c_in, self.num_classes).init(device),
         }
     }
 }

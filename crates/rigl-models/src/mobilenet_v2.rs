@@ -8,13 +8,13 @@ use burn::config::Config;
 use burn::module::{
     Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor,
 };
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
-};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
 use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
+use rigl_core::nn::{
+    SparseConv2d, SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
+};
 
 const MODEL: &str = "mobilenet_v2";
 
@@ -31,7 +31,7 @@ const STAGES: [(usize, usize, usize, usize); 7] = [
 
 /// A convolution and its batch norm, recorded as `.0` and `.1` like torchvision's
 /// `Conv2dNormActivation`.
-pub type ConvBn = (Conv2d, BatchNorm);
+pub type ConvBn = (SparseConv2d, BatchNorm);
 
 /// Configuration of a [`MobileNetV2`].
 ///
@@ -60,6 +60,10 @@ pub struct MobileNetV2Config {
     /// Input resolution (square), used to describe spatial sizes for counting.
     #[config(default = 224)]
     pub input_size: usize,
+    /// When the sparse-aware layers run their sparse kernels (see [`SparseConv2d`],
+    /// [`SparseLinear`]).
+    #[config(default = "SparseExecution::default()")]
+    pub execution: SparseExecution,
 }
 
 /// One block as the configuration describes it.
@@ -85,7 +89,7 @@ pub struct InvertedResidual {
     /// 3x3 depthwise convolution, carrying the stride.
     pub depthwise: ConvBn,
     /// 1x1 linear projection.
-    pub project: Conv2d,
+    pub project: SparseConv2d,
     /// Batch norm after the projection.
     pub project_bn: BatchNorm,
     /// Whether the input is added to the output (stride 1 and same width).
@@ -339,7 +343,7 @@ pub struct MobileNetV2 {
     /// Global average pooling.
     pub avgpool: AdaptiveAvgPool2d,
     /// Dropout and the linear classifier (`classifier.0`, `classifier.1`).
-    pub classifier: (Dropout, Linear),
+    pub classifier: (Dropout, SparseLinear),
 }
 
 fn conv_bn(
@@ -356,14 +360,41 @@ fn conv_bn(
     )
 }
 
-fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, groups: usize, d: &Device) -> Conv2d {
+fn conv(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    d: &Device,
+) -> SparseConv2d {
     let p = k / 2;
-    Conv2dConfig::new([c_in, c_out], [k, k])
+    SparseConv2dConfig::new([c_in, c_out], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
         .with_groups(groups)
         .with_bias(false)
         .init(d)
+}
+
+impl MobileNetV2 {
+    /// The network with another execution policy on every sparse-aware layer (depthwise
+    /// convolutions always compute masked dense).
+    pub fn with_execution(mut self, execution: SparseExecution) -> Self {
+        let f = &mut self.features;
+        f.stem.0 = f.stem.0.clone().with_execution(execution);
+        f.head.0 = f.head.0.clone().with_execution(execution);
+        for block in &mut f.blocks {
+            block.expand = block
+                .expand
+                .take()
+                .map(|(c, bn)| (c.with_execution(execution), bn));
+            block.depthwise.0 = block.depthwise.0.clone().with_execution(execution);
+            block.project = block.project.clone().with_execution(execution);
+        }
+        self.classifier.1 = self.classifier.1.with_execution(execution);
+        self
+    }
 }
 
 impl MobileNetV2Config {
@@ -427,6 +458,10 @@ impl MobileNetV2Config {
     /// # Panics
     /// If the configuration is invalid (see [`validate`](Self::validate)).
     pub fn init(&self, device: &Device) -> MobileNetV2 {
+        self.init_layers(device).with_execution(self.execution)
+    }
+
+    fn init_layers(&self, device: &Device) -> MobileNetV2 {
         if let Err(e) = self.check() {
             panic!("{e}");
         }
@@ -451,7 +486,7 @@ impl MobileNetV2Config {
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             classifier: (
                 DropoutConfig::new(self.dropout).init(),
-                LinearConfig::new(last, self.num_classes).init(device),
+                SparseLinearConfig::new(last, self.num_classes).init(device),
             ),
         }
     }

@@ -11,15 +11,56 @@
 //! ```
 //!
 //! Batch-norm `weight`/`bias` become Burn's `gamma`/`beta` and linear weights are transposed
-//! (burn-store's PyTorch adapter); `num_batches_tracked` counters are ignored. Every other
+//! (burn-store's PyTorch adapter, which [`AsBurnLayers`] shows the sparse-aware layers as
+//! Burn's `Linear` and `Conv2d`); `num_batches_tracked` counters are ignored. Every other
 //! tensor must match a parameter and every parameter must get a tensor of the right shape, or
 //! loading fails with a typed error naming the parameters at fault.
 
 use crate::error::{ModelError, Result};
 use burn::module::Module;
-use burn_store::{ApplyError, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn_pack::Tensor as PackTensor;
+use burn_store::{
+    ApplyError, ModuleAdapter, ModuleContext, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore,
+};
 use rigl_core::{MaskInit, Sparsify, SparsityConfig};
 use std::path::Path;
+
+/// A burn-store adapter that shows `A` the sparse-aware layers ([`SparseLinear`],
+/// [`SparseConv2d`]) as the Burn layers they replace, so that `A`'s rules for `Linear` (PyTorch
+/// adapters transpose its weight) and `Conv2d` apply to them.
+///
+/// ```
+/// use burn_store::{BurnToPyTorchAdapter, SafetensorsStore};
+/// use rigl_models::AsBurnLayers;
+/// let store = SafetensorsStore::from_file("model.safetensors")
+///     .with_to_adapter(AsBurnLayers(BurnToPyTorchAdapter));
+/// ```
+///
+/// [`SparseLinear`]: rigl_core::nn::SparseLinear
+/// [`SparseConv2d`]: rigl_core::nn::SparseConv2d
+#[derive(Clone, Debug, Default)]
+pub struct AsBurnLayers<A>(pub A);
+
+impl<A: ModuleAdapter + Clone + 'static> ModuleAdapter for AsBurnLayers<A> {
+    fn adapt(&self, tensor: PackTensor, ctx: ModuleContext<'_>) -> PackTensor {
+        let shown = match ctx.module_type() {
+            Some("Struct:SparseLinear") => "Struct:Linear",
+            Some("Struct:SparseConv2d") => "Struct:Conv2d",
+            _ => return self.0.adapt(tensor, ctx),
+        };
+        let stack = [shown.to_string()];
+        self.0.adapt(tensor, ModuleContext::new(&stack))
+    }
+
+    fn get_alternative_param_name(&self, param_name: &str, module_type: &str) -> Option<String> {
+        self.0.get_alternative_param_name(param_name, module_type)
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
+    }
+}
 
 /// Load torchvision-format weights (safetensors) into `model`, which must have torchvision's
 /// parameter names (as [`ResNet`](crate::ResNet) and [`MobileNetV2`](crate::MobileNetV2) do).
@@ -39,7 +80,7 @@ pub fn load_torchvision<M: Module>(model: M, path: impl AsRef<Path>) -> Result<M
         });
     }
     let mut store = SafetensorsStore::from_file(path)
-        .with_from_adapter(PyTorchToBurnAdapter)
+        .with_from_adapter(AsBurnLayers(PyTorchToBurnAdapter))
         .validate(false)
         .allow_partial(true);
     let mut model = model;
@@ -348,7 +389,8 @@ mod tests {
             .with_num_classes(6)
             .with_input_size(32);
         let source = config.init(&device);
-        let mut store = SafetensorsStore::from_file(&file).with_to_adapter(BurnToPyTorchAdapter);
+        let mut store =
+            SafetensorsStore::from_file(&file).with_to_adapter(AsBurnLayers(BurnToPyTorchAdapter));
         source.save_into(&mut store).unwrap();
 
         // The file speaks torchvision.

@@ -93,6 +93,14 @@ impl ModelKind {
                 reason: format!("`{option}` does not apply to {model}"),
             })
         };
+        if let Some(e) = &options.execution
+            && let Err(e) = e.validate()
+        {
+            return Err(ModelError::InvalidConfig {
+                model,
+                reason: e.to_string(),
+            });
+        }
         if options.depth.is_some() && self != ModelKind::Wrn {
             return not_for("depth");
         }
@@ -144,6 +152,9 @@ impl ModelKind {
             }
             ModelKind::Wrn => {
                 let mut c = WideResNetConfig::new();
+                if let Some(e) = o.execution {
+                    c = c.with_execution(e);
+                }
                 if let Some(w) = o.width {
                     if !(w.fract() == 0.0 && w >= 1.0) {
                         return Err(ModelError::InvalidConfig {
@@ -174,6 +185,9 @@ impl ModelKind {
             }
             ModelKind::Resnet50 => {
                 let mut c = ResNetConfig::resnet50();
+                if let Some(e) = o.execution {
+                    c = c.with_execution(e);
+                }
                 if let Some(n) = o.num_classes {
                     c = c.with_num_classes(n);
                 }
@@ -188,6 +202,9 @@ impl ModelKind {
             }
             ModelKind::MobilenetV1 => {
                 let mut c = MobileNetV1Config::new();
+                if let Some(e) = o.execution {
+                    c = c.with_execution(e);
+                }
                 if let Some(w) = o.width {
                     c = c.with_width_multiplier(w);
                 }
@@ -204,6 +221,9 @@ impl ModelKind {
             }
             ModelKind::MobilenetV2 => {
                 let mut c = MobileNetV2Config::new();
+                if let Some(e) = o.execution {
+                    c = c.with_execution(e);
+                }
                 if let Some(w) = o.width {
                     c = c.with_width_multiplier(w);
                 }
@@ -275,8 +295,8 @@ pub struct ModelOptions {
     pub depth: Option<usize>,
     /// Dropout of wrn's blocks, in `[0, 1)`.
     pub dropout: Option<f64>,
-    /// When sparse-aware layers run their sparse kernels (mlp; the other models compute
-    /// masked dense).
+    /// When sparse-aware layers run their sparse kernels (every model; depthwise
+    /// convolutions always compute masked dense).
     pub execution: Option<rigl_core::nn::SparseExecution>,
 }
 

@@ -5,11 +5,13 @@ use crate::error::{ModelError, Result};
 use crate::spec::{LayerSpec, SparseArchitecture, conv_output};
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use rigl_core::nn::{
+    SparseConv2d, SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
+};
 
 const MODEL: &str = "resnet";
 
@@ -44,6 +46,10 @@ pub struct ResNetConfig {
     /// block starts as the identity of its shortcut. `false`: Burn's ones.
     #[config(default = true)]
     pub zero_init_last_bn: bool,
+    /// When the sparse-aware layers run their sparse kernels (see [`SparseConv2d`],
+    /// [`SparseLinear`]).
+    #[config(default = "SparseExecution::default()")]
+    pub execution: SparseExecution,
 }
 
 /// A bottleneck block: 1x1, 3x3 (strided), 1x1 convolutions and a projection shortcut where
@@ -51,19 +57,19 @@ pub struct ResNetConfig {
 #[derive(Module, Debug)]
 pub struct Bottleneck {
     /// 1x1 reduction.
-    pub conv1: Conv2d,
+    pub conv1: SparseConv2d,
     /// Batch norm after `conv1`.
     pub bn1: BatchNorm,
     /// 3x3 convolution, carrying the block's stride.
-    pub conv2: Conv2d,
+    pub conv2: SparseConv2d,
     /// Batch norm after `conv2`.
     pub bn2: BatchNorm,
     /// 1x1 expansion.
-    pub conv3: Conv2d,
+    pub conv3: SparseConv2d,
     /// Batch norm after `conv3`.
     pub bn3: BatchNorm,
     /// Projection shortcut (1x1 conv, batch norm), recorded as `downsample.0` / `downsample.1`.
-    pub downsample: Option<(Conv2d, BatchNorm)>,
+    pub downsample: Option<(SparseConv2d, BatchNorm)>,
 }
 
 impl Bottleneck {
@@ -112,7 +118,7 @@ impl Bottleneck {
 #[derive(Module, Debug)]
 pub struct ResNet {
     /// 7x7 stride-2 stem convolution.
-    pub conv1: Conv2d,
+    pub conv1: SparseConv2d,
     /// Batch norm after the stem.
     pub bn1: BatchNorm,
     /// 3x3 stride-2 max pooling.
@@ -128,15 +134,46 @@ pub struct ResNet {
     /// Global average pooling.
     pub avgpool: AdaptiveAvgPool2d,
     /// Classifier.
-    pub fc: Linear,
+    pub fc: SparseLinear,
 }
 
-fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([c_in, c_out], [k, k])
+fn conv(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    device: &Device,
+) -> SparseConv2d {
+    SparseConv2dConfig::new([c_in, c_out], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
         .with_bias(false)
         .init(device)
+}
+
+impl ResNet {
+    /// The network with another execution policy on every sparse-aware layer.
+    pub fn with_execution(mut self, execution: SparseExecution) -> Self {
+        self.conv1 = self.conv1.with_execution(execution);
+        for block in self
+            .layer1
+            .iter_mut()
+            .chain(&mut self.layer2)
+            .chain(&mut self.layer3)
+            .chain(&mut self.layer4)
+        {
+            block.conv1 = block.conv1.clone().with_execution(execution);
+            block.conv2 = block.conv2.clone().with_execution(execution);
+            block.conv3 = block.conv3.clone().with_execution(execution);
+            block.downsample = block
+                .downsample
+                .take()
+                .map(|(c, bn)| (c.with_execution(execution), bn));
+        }
+        self.fc = self.fc.with_execution(execution);
+        self
+    }
 }
 
 impl ResNetConfig {
@@ -171,6 +208,10 @@ impl ResNetConfig {
     /// # Panics
     /// If a stage has no block or a width is zero (see [`validate`](Self::validate)).
     pub fn init(&self, device: &Device) -> ResNet {
+        self.init_layers(device).with_execution(self.execution)
+    }
+
+    fn init_layers(&self, device: &Device) -> ResNet {
         assert!(
             !self.blocks.contains(&0) && self.base_width > 0,
             "invalid ResNet configuration: {self:?}"
@@ -206,7 +247,7 @@ impl ResNetConfig {
             layer3,
             layer4,
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            fc: LinearConfig::new(self.base_width * 32, self.num_classes).init(device),
+            fc: SparseLinearConfig::new(self.base_width * 32, self.num_classes).init(device),
         }
     }
 }

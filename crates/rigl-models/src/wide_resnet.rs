@@ -5,13 +5,13 @@ use crate::error::{ModelError, Result};
 use crate::spec::{LayerSpec, SparseArchitecture};
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
-};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use rigl_core::nn::{
+    SparseConv2d, SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
+};
 
 const MODEL: &str = "wide_resnet";
 
@@ -44,6 +44,10 @@ pub struct WideResNetConfig {
     /// Input resolution (square), used to describe spatial sizes for counting.
     #[config(default = 32)]
     pub input_size: usize,
+    /// When the sparse-aware layers run their sparse kernels (see [`SparseConv2d`],
+    /// [`SparseLinear`]).
+    #[config(default = "SparseExecution::default()")]
+    pub execution: SparseExecution,
 }
 
 /// A pre-activation basic block: BN-ReLU-conv3x3-BN-ReLU-dropout-conv3x3, with a 1x1
@@ -53,15 +57,15 @@ pub struct WideBlock {
     /// Batch norm on the block input.
     pub bn1: BatchNorm,
     /// First 3x3 convolution (carries the stride).
-    pub conv1: Conv2d,
+    pub conv1: SparseConv2d,
     /// Batch norm after `conv1`.
     pub bn2: BatchNorm,
     /// Dropout between the convolutions.
     pub dropout: Dropout,
     /// Second 3x3 convolution.
-    pub conv2: Conv2d,
+    pub conv2: SparseConv2d,
     /// 1x1 projection of the pre-activated input, where the shape changes.
-    pub shortcut: Option<Conv2d>,
+    pub shortcut: Option<SparseConv2d>,
 }
 
 impl WideBlock {
@@ -87,7 +91,7 @@ impl WideBlock {
 #[derive(Module, Debug)]
 pub struct WideResNet {
     /// 3x3 stem convolution to 16 channels.
-    pub conv1: Conv2d,
+    pub conv1: SparseConv2d,
     /// Group 1 (width `16k`, stride 1).
     pub block1: Vec<WideBlock>,
     /// Group 2 (width `32k`, stride 2).
@@ -99,16 +103,35 @@ pub struct WideResNet {
     /// Global average pooling.
     pub avgpool: AdaptiveAvgPool2d,
     /// Classifier.
-    pub fc: Linear,
+    pub fc: SparseLinear,
 }
 
-fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, device: &Device) -> Conv2d {
+fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, device: &Device) -> SparseConv2d {
     let p = k / 2;
-    Conv2dConfig::new([c_in, c_out], [k, k])
+    SparseConv2dConfig::new([c_in, c_out], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
         .with_bias(false)
         .init(device)
+}
+
+impl WideResNet {
+    /// The network with another execution policy on every sparse-aware layer.
+    pub fn with_execution(mut self, execution: SparseExecution) -> Self {
+        self.conv1 = self.conv1.with_execution(execution);
+        for block in self
+            .block1
+            .iter_mut()
+            .chain(&mut self.block2)
+            .chain(&mut self.block3)
+        {
+            block.conv1 = block.conv1.clone().with_execution(execution);
+            block.conv2 = block.conv2.clone().with_execution(execution);
+            block.shortcut = block.shortcut.take().map(|c| c.with_execution(execution));
+        }
+        self.fc = self.fc.with_execution(execution);
+        self
+    }
 }
 
 impl WideResNetConfig {
@@ -149,6 +172,10 @@ impl WideResNetConfig {
     /// # Panics
     /// If the configuration is invalid (see [`blocks_per_group`](Self::blocks_per_group)).
     pub fn init(&self, device: &Device) -> WideResNet {
+        self.init_layers(device).with_execution(self.execution)
+    }
+
+    fn init_layers(&self, device: &Device) -> WideResNet {
         let n = match self.blocks_per_group() {
             Ok(n) => n,
             Err(e) => panic!("{e}"),
@@ -179,7 +206,7 @@ impl WideResNetConfig {
             block3: group(2),
             bn: BatchNormConfig::new(w[3]).init(device),
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            fc: LinearConfig::new(w[3], self.num_classes).init(device),
+            fc: SparseLinearConfig::new(w[3], self.num_classes).init(device),
         }
     }
 }
