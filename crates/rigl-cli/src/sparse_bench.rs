@@ -8,6 +8,12 @@
 //! - `linear-4096-infer`: the forward of a 90%-sparse 4096x4096 linear layer at batch 1, 16, 64
 //!   and 256. Dense is Burn's matmul on the weight with its zeros stored (what a dense
 //!   deployment runs), sparse is the sparse kernel.
+//! - `wrn-train-step`: one training step (forward, backward, SGD with momentum) of WRN-22-2 at
+//!   90% ERK sparsity, batch 32 of 32x32 RGB images, no mask update; dense is the masked path,
+//!   sparse is `--execution sparse`.
+//! - `resnet50-infer`: the forward of ResNet-50 at 90% ERK sparsity on one 224x224 image
+//!   (inference: no autodiff, batch-norm running statistics); dense is the masked path, sparse
+//!   is `--execution sparse`.
 
 use crate::CliError;
 use crate::settings::TrainSettings;
@@ -17,14 +23,15 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rigl_core::nn::{Execution, SparseExecution, SparseLinear, SparseLinearConfig};
 use rigl_core::optim::SparseOptimizer;
 use rigl_core::{Sparsify, SparsityConfig};
-use rigl_models::MlpConfig;
+use rigl_models::{MlpConfig, ResNetConfig, WideResNetConfig};
 use serde::Serialize;
 use std::time::Instant;
 
 /// One case of the sparse suite.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SparseBenchRow {
-    /// The case: `mlp-train-step` or `linear-4096-infer`.
+    /// The case: `mlp-train-step`, `linear-4096-infer`, `wrn-train-step` or
+    /// `resnet50-infer`.
     pub case: String,
     /// Batch size.
     pub batch: usize,
@@ -84,12 +91,7 @@ fn mlp_step_ms(
         .with_execution(SparseExecution::new(execution))
         .init(&device)
         .sparsify(&sparsity)?;
-    let density = {
-        let r = model.sparsity_report();
-        let masked: Vec<_> = r.layers.iter().filter(|l| l.masked).collect();
-        masked.iter().map(|l| l.nnz).sum::<usize>() as f64
-            / masked.iter().map(|l| l.numel).sum::<usize>() as f64
-    };
+    let density = masked_density(&model.sparsity_report());
     let settings = TrainSettings::default();
     let mut optim = crate::train::sgd(
         &TrainSettings {
@@ -153,16 +155,103 @@ fn linear_4096(batch: usize, repeats: usize, device: &Device) -> Result<SparseBe
     ))
 }
 
+/// Active weights over all weights of the masked layers of `report`.
+fn masked_density(report: &rigl_core::SparsityReport) -> f64 {
+    let masked: Vec<_> = report.layers.iter().filter(|l| l.masked).collect();
+    masked.iter().map(|l| l.nnz).sum::<usize>() as f64
+        / masked.iter().map(|l| l.numel).sum::<usize>() as f64
+}
+
+/// Median time of one WRN-22-2 training step (batch 32) in `execution`.
+fn wrn_step_ms(
+    device: &Device,
+    execution: Execution,
+    repeats: usize,
+) -> Result<(f64, f64), CliError> {
+    let device = device.clone().autodiff();
+    device.seed(22);
+    let model = WideResNetConfig::new()
+        .with_execution(SparseExecution::new(execution))
+        .init(&device)
+        .sparsify(SparsityConfig::erk(0.9))?;
+    let density = masked_density(&model.sparsity_report());
+    let mut optim = crate::train::sgd(
+        &TrainSettings {
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            ..TrainSettings::default()
+        },
+        &[],
+    );
+    let batch = 32;
+    let x = Tensor::<4>::from_data(
+        TensorData::new(uniform(batch * 3 * 32 * 32, 3), [batch, 3, 32, 32]),
+        &device,
+    );
+    let labels: Vec<i64> = (0..batch as i64).map(|i| (i * 3) % 10).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let mut slot = Some(model);
+    let ms = median_ms(repeats, || {
+        let model = slot.take().expect("the model is put back after every step");
+        let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        slot = Some(optim.step(0.1.into(), model, grads));
+    });
+    Ok((ms, density))
+}
+
+/// ResNet-50 at 90% ERK, one 224x224 image, dense and sparse execution.
+fn resnet50_infer(device: &Device, repeats: usize) -> Result<SparseBenchRow, CliError> {
+    device.seed(50);
+    let model = ResNetConfig::resnet50()
+        .init(device)
+        .sparsify(SparsityConfig::erk(0.9))?;
+    let density = masked_density(&model.sparsity_report());
+    let x = Tensor::<4>::from_data(
+        TensorData::new(uniform(3 * 224 * 224, 5), [1, 3, 224, 224]),
+        device,
+    );
+    let read = |y: Tensor<2>| {
+        let _ = y.slice([0..1, 0..1]).into_scalar::<f32>();
+    };
+    let dense = model
+        .clone()
+        .with_execution(SparseExecution::new(Execution::Dense));
+    let sparse = model.with_execution(SparseExecution::new(Execution::Sparse));
+    let dense_ms = median_ms(repeats, || read(dense.forward(x.clone())));
+    let sparse_ms = median_ms(repeats, || read(sparse.forward(x.clone())));
+    Ok(row("resnet50-infer", 1, density, dense_ms, sparse_ms))
+}
+
 /// Time every case of the sparse suite on `device` (a CPU device: the sparse kernels run on
 /// the CPU backend).
 ///
 /// # Errors
 /// Sparsity errors of the set-up (none for the built-in cases).
 pub fn measure(device: &Device, repeats: usize) -> Result<Vec<SparseBenchRow>, CliError> {
-    measure_batches(device, repeats, &[1, 16, 64, 256])
+    let mut rows = measure_batches(device, repeats, &[1, 16, 64, 256])?;
+    rows.extend(measure_convolutions(device, repeats.clamp(1, 5))?);
+    Ok(rows)
 }
 
-/// [`measure`] with the linear layer at `batches` only.
+/// The convolutional cases: `wrn-train-step` and `resnet50-infer`.
+///
+/// # Errors
+/// As [`measure`].
+pub fn measure_convolutions(
+    device: &Device,
+    repeats: usize,
+) -> Result<Vec<SparseBenchRow>, CliError> {
+    let (dense_ms, density) = wrn_step_ms(device, Execution::Dense, repeats)?;
+    let (sparse_ms, _) = wrn_step_ms(device, Execution::Sparse, repeats)?;
+    Ok(vec![
+        row("wrn-train-step", 32, density, dense_ms, sparse_ms),
+        resnet50_infer(device, repeats)?,
+    ])
+}
+
+/// The MLP step and the linear layer at `batches` (no convolutions).
 ///
 /// # Errors
 /// As [`measure`].

@@ -2,10 +2,12 @@
 //! parallel over output planes, input planes or output channels, in the reference's order of
 //! sums (equal bit for bit for finite inputs).
 //!
-//! At stride 1 every plane is zero-padded once, with rows of the padded width `wp`; a tap
-//! `(i, j)` is then one offset `i * dh * wp + j * dw` and its contribution to a whole output
-//! plane is one contiguous multiply-add of `oh * wp` values (the `wp - ow` extra columns are
-//! dropped), long enough to vectorise on small images. Other strides work row by row.
+//! Every input plane is zero-padded once and split into its `sh * sw` stride phases (phase
+//! `(p, q)` holds the padded pixels `(sh * r + p, sw * c + q)`; at stride 1 the one phase is the
+//! padded plane), with rows of the phase width `wq`. A tap `(i, j)` then reads one phase at one
+//! offset, and its contribution to a whole output plane is one contiguous multiply-add of
+//! `oh * wq` values (the `wq - ow` extra columns are dropped): long runs that vectorise, on
+//! small images and at any stride.
 
 use super::spmm::MIN_PARALLEL_WORK;
 use crate::cpu_reference::sddmm::SDDMM_LANES;
@@ -51,60 +53,104 @@ fn work(g: &Conv2dGeometry, pattern: &SparsePattern) -> usize {
     g.batch * pattern.nnz() * oh * ow
 }
 
-/// Zero-padded planes of a stride-1 convolution: row width `wp`, plane stride `hp * wp + (kw -
-/// 1) * dw` (room for the last tap's offset past the plane).
-struct Padded {
-    wp: usize,
-    stride: usize,
-    data: Vec<f32>,
+/// The phase layout of a geometry: the strides, the phase width `wq`
+/// ([`Conv2dGeometry::pitch`]) and the length of one phase plane (its rows and one spare row,
+/// for the taps' offsets).
+#[derive(Clone, Copy)]
+struct Phases {
+    s: [usize; 2],
+    wq: usize,
+    len: usize,
 }
 
-impl Padded {
-    /// The `planes` planes of `src` (`[planes, h, w]`) padded as `g` pads its input.
-    fn input(src: &[f32], planes: usize, g: &Conv2dGeometry) -> Self {
+impl Phases {
+    fn of(g: &Conv2dGeometry) -> Self {
+        let (pt, pb) = g.padding[0];
+        let hq = (g.input[0] + pt + pb).div_ceil(g.stride[0]);
+        let wq = g.pitch();
+        Self {
+            s: g.stride,
+            wq,
+            len: (hq + 1) * wq,
+        }
+    }
+
+    /// Phase planes per input plane.
+    fn count(&self) -> usize {
+        self.s[0] * self.s[1]
+    }
+
+    /// The phase of tap `(i, j)` and its offset in that phase.
+    fn tap(&self, g: &Conv2dGeometry, i: usize, j: usize) -> (usize, usize) {
+        let (a, b) = (i * g.dilation[0], j * g.dilation[1]);
+        let phase = (a % self.s[0]) * self.s[1] + b % self.s[1];
+        (phase, (a / self.s[0]) * self.wq + b / self.s[1])
+    }
+
+    /// Where input pixel `(ih, iw)` lies: phase and position in it.
+    #[inline]
+    fn locate(&self, g: &Conv2dGeometry, ih: usize, iw: usize) -> (usize, usize) {
+        let (r, c) = (ih + g.padding[0].0, iw + g.padding[1].0);
+        (
+            (r % self.s[0]) * self.s[1] + c % self.s[1],
+            (r / self.s[0]) * self.wq + c / self.s[1],
+        )
+    }
+
+    /// The phase planes of every input plane of `x` (`[planes, h, w]`), zero-padded.
+    fn split(&self, x: &[f32], planes: usize, g: &Conv2dGeometry) -> Vec<f32> {
         let [h, w] = g.input;
-        let [(pt, pb), (pl, pr)] = g.padding;
-        let (hp, wp) = (h + pt + pb, w + pl + pr);
-        let stride = hp * wp + (g.kernel[1] - 1) * g.dilation[1];
-        let mut data = vec![0.0f32; planes * stride];
-        let copy = |t: usize, dst: &mut [f32]| {
-            let plane = &src[t * h * w..(t + 1) * h * w];
-            for (r, row) in plane.chunks_exact(w.max(1)).enumerate().take(h) {
-                dst[(r + pt) * wp + pl..][..w].copy_from_slice(row);
+        let group = self.count() * self.len;
+        let mut data = vec![0.0f32; planes * group];
+        let unit = self.s == [1, 1];
+        for_planes(&mut data, group, planes * group * 4, |t, dst| {
+            let plane = &x[t * h * w..(t + 1) * h * w];
+            for ih in 0..h {
+                let row = &plane[ih * w..(ih + 1) * w];
+                if unit {
+                    let (_, at) = self.locate(g, ih, 0);
+                    dst[at..at + w].copy_from_slice(row);
+                } else {
+                    for (iw, &v) in row.iter().enumerate() {
+                        let (phase, at) = self.locate(g, ih, iw);
+                        dst[phase * self.len + at] = v;
+                    }
+                }
             }
-        };
-        for_planes(&mut data, stride, planes * stride * 4, copy);
-        Self { wp, stride, data }
+        });
+        data
     }
 
-    /// The output gradient `dy` (`[planes, oh, ow]`) with rows of width `wp`, zero past `ow`.
-    fn output(dy: &[f32], planes: usize, g: &Conv2dGeometry, wp: usize) -> Self {
-        let [oh, ow] = g.output();
-        let stride = oh * wp;
-        let mut data = vec![0.0f32; planes * stride];
-        let copy = |t: usize, dst: &mut [f32]| {
-            let plane = &dy[t * oh * ow..(t + 1) * oh * ow];
-            for (r, row) in plane.chunks_exact(ow.max(1)).enumerate().take(oh) {
-                dst[r * wp..][..ow].copy_from_slice(row);
+    /// Sum the phase planes `acc` back into an input plane `dst` (`[h, w]`).
+    fn merge(&self, acc: &[f32], dst: &mut [f32], g: &Conv2dGeometry) {
+        let [h, w] = g.input;
+        for ih in 0..h {
+            let row = &mut dst[ih * w..(ih + 1) * w];
+            if self.s == [1, 1] {
+                let (_, at) = self.locate(g, ih, 0);
+                row.copy_from_slice(&acc[at..at + w]);
+            } else {
+                for (iw, d) in row.iter_mut().enumerate() {
+                    let (phase, at) = self.locate(g, ih, iw);
+                    *d = acc[phase * self.len + at];
+                }
             }
-        };
-        for_planes(&mut data, stride, planes * stride * 4, copy);
-        Self { wp, stride, data }
-    }
-
-    fn plane(&self, t: usize) -> &[f32] {
-        &self.data[t * self.stride..(t + 1) * self.stride]
+        }
     }
 }
 
-/// The offset of tap `(i, j)` in a padded plane of row width `wp`.
-fn tap_offset(g: &Conv2dGeometry, i: usize, j: usize, wp: usize) -> usize {
-    i * g.dilation[0] * wp + j * g.dilation[1]
-}
-
-/// Whether the convolution takes the padded-plane path.
-fn unit_stride(g: &Conv2dGeometry) -> bool {
-    g.stride == [1, 1]
+/// The output gradient `dy` (`[planes, oh, ow]`) with rows of width `wq`, zero past `ow`.
+fn pitched(dy: &[f32], planes: usize, g: &Conv2dGeometry, wq: usize) -> Vec<f32> {
+    let [oh, ow] = g.output();
+    let stride = oh * wq;
+    let mut data = vec![0.0f32; planes * stride];
+    for_planes(&mut data, stride, planes * stride * 4, |t, dst| {
+        let plane = &dy[t * oh * ow..(t + 1) * oh * ow];
+        for r in 0..oh {
+            dst[r * wq..r * wq + ow].copy_from_slice(&plane[r * ow..(r + 1) * ow]);
+        }
+    });
+    data
 }
 
 /// `d[t] += a * s[t]`.
@@ -112,6 +158,21 @@ fn unit_stride(g: &Conv2dGeometry) -> bool {
 fn axpy(d: &mut [f32], a: f32, s: &[f32]) {
     for (d, &s) in d.iter_mut().zip(s) {
         *d += a * s;
+    }
+}
+
+/// `s[t mod 8] += a[t] * c[t]`, vectorisable.
+#[inline]
+fn lane_add(s: &mut [f32; SDDMM_LANES], a: &[f32], c: &[f32]) {
+    let mut ca = a.chunks_exact(SDDMM_LANES);
+    let mut cc = c.chunks_exact(SDDMM_LANES);
+    for (x, y) in (&mut ca).zip(&mut cc) {
+        for ((s, &x), &y) in s.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    for (l, (&x, &y)) in ca.remainder().iter().zip(cc.remainder()).enumerate() {
+        s[l] += x * y;
     }
 }
 
@@ -131,51 +192,22 @@ pub fn sparse_conv2d(
         pattern,
         [("x", nx, x.len()), ("weight", nw, weight.len())],
     )?;
-    let ([h, w], [oh_n, ow_n], taps) = (g.input, g.output(), g.taps());
-    let (sw, in_plane) = (g.stride[1], h * w);
+    let ([oh_n, ow_n], taps) = (g.output(), g.taps());
+    let ph = Phases::of(g);
+    let group = ph.count() * ph.len;
+    let xp = ph.split(x, g.batch * g.channels_in, g);
     let mut y = vec![0.0f32; ny];
-    if unit_stride(g) {
-        let xp = Padded::input(x, g.batch * g.channels_in, g);
-        let wp = xp.wp;
-        for_planes(&mut y, oh_n * ow_n, work(g, pattern), |t, plane| {
-            let (b, o) = (t / g.channels_out, t % g.channels_out);
-            let mut acc = vec![0.0f32; oh_n * wp];
-            for &k in pattern.row(o) {
-                let (c, i, j) = g.tap(k as usize);
-                let src = &xp.plane(b * g.channels_in + c)[tap_offset(g, i, j, wp)..];
-                axpy(&mut acc, weight[o * taps + k as usize], src);
-            }
-            for (dst, src) in plane.chunks_exact_mut(ow_n).zip(acc.chunks_exact(wp)) {
-                dst.copy_from_slice(&src[..ow_n]);
-            }
-        });
-        return Ok(y);
-    }
     for_planes(&mut y, oh_n * ow_n, work(g, pattern), |t, plane| {
         let (b, o) = (t / g.channels_out, t % g.channels_out);
-        let image = &x[b * g.channels_in * in_plane..(b + 1) * g.channels_in * in_plane];
+        let mut acc = vec![0.0f32; oh_n * ph.wq];
         for &k in pattern.row(o) {
             let (c, i, j) = g.tap(k as usize);
-            let wv = weight[o * taps + k as usize];
-            let cols = g.valid(1, j);
-            if cols.is_empty() {
-                continue;
-            }
-            let iw0 = g.input_index(1, cols.start, j);
-            for oh in g.valid(0, i) {
-                let ih = g.input_index(0, oh, i);
-                let src = &image[c * in_plane + ih * w..c * in_plane + (ih + 1) * w];
-                let dst = &mut plane[oh * ow_n + cols.start..oh * ow_n + cols.end];
-                if sw == 1 {
-                    for (d, &s) in dst.iter_mut().zip(&src[iw0..]) {
-                        *d += wv * s;
-                    }
-                } else {
-                    for (d, &s) in dst.iter_mut().zip(src[iw0..].iter().step_by(sw)) {
-                        *d += wv * s;
-                    }
-                }
-            }
+            let (phase, offset) = ph.tap(g, i, j);
+            let at = (b * g.channels_in + c) * group + phase * ph.len + offset;
+            axpy(&mut acc, weight[o * taps + k as usize], &xp[at..]);
+        }
+        for (dst, src) in plane.chunks_exact_mut(ow_n).zip(acc.chunks_exact(ph.wq)) {
+            dst.copy_from_slice(&src[..ow_n]);
         }
     });
     Ok(y)
@@ -197,65 +229,28 @@ pub fn sparse_conv2d_input_grad(
         pattern,
         [("dy", ny, dy.len()), ("weight", nw, weight.len())],
     )?;
-    let ([h, w], [oh_n, ow_n], taps) = (g.input, g.output(), g.taps());
+    let ([h, w], [oh_n, _], taps) = (g.input, g.output(), g.taps());
     let [kh, kw] = g.kernel;
-    let (sw, out_plane) = (g.stride[1], oh_n * ow_n);
+    let ph = Phases::of(g);
+    let out_plane = oh_n * ph.wq;
+    let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq);
     let columns = pattern.columns();
     let mut dx = vec![0.0f32; nx];
-    if unit_stride(g) {
-        let [(pt, pb), (pl, pr)] = g.padding;
-        let wp = w + pl + pr;
-        let padded_len = (h + pt + pb) * wp + (kw - 1) * g.dilation[1];
-        let dyp = Padded::output(dy, g.batch * g.channels_out, g, wp);
-        for_planes(&mut dx, h * w, work(g, pattern), |t, plane| {
-            let (b, c) = (t / g.channels_in, t % g.channels_in);
-            let mut acc = vec![0.0f32; padded_len];
-            for k in c * kh * kw..(c + 1) * kh * kw {
-                let (_, i, j) = g.tap(k);
-                let dst = &mut acc[tap_offset(g, i, j, wp)..];
-                let entries = columns.col_ptr[k] as usize..columns.col_ptr[k + 1] as usize;
-                for &o in &columns.col_row[entries] {
-                    let o = o as usize;
-                    axpy(dst, weight[o * taps + k], dyp.plane(b * g.channels_out + o));
-                }
-            }
-            for (r, dst) in plane.chunks_exact_mut(w).enumerate() {
-                dst.copy_from_slice(&acc[(r + pt) * wp + pl..][..w]);
-            }
-        });
-        return Ok(dx);
-    }
     for_planes(&mut dx, h * w, work(g, pattern), |t, plane| {
         let (b, c) = (t / g.channels_in, t % g.channels_in);
-        let grads = &dy[b * g.channels_out * out_plane..(b + 1) * g.channels_out * out_plane];
+        let mut acc = vec![0.0f32; ph.count() * ph.len];
         for k in c * kh * kw..(c + 1) * kh * kw {
             let (_, i, j) = g.tap(k);
-            let cols = g.valid(1, j);
-            if cols.is_empty() {
-                continue;
-            }
-            let iw0 = g.input_index(1, cols.start, j);
+            let (phase, offset) = ph.tap(g, i, j);
+            let dst = &mut acc[phase * ph.len + offset..];
             let entries = columns.col_ptr[k] as usize..columns.col_ptr[k + 1] as usize;
             for &o in &columns.col_row[entries] {
                 let o = o as usize;
-                let wv = weight[o * taps + k];
-                for oh in g.valid(0, i) {
-                    let ih = g.input_index(0, oh, i);
-                    let src = &grads[o * out_plane + oh * ow_n + cols.start
-                        ..o * out_plane + oh * ow_n + cols.end];
-                    let dst = &mut plane[ih * w..(ih + 1) * w];
-                    if sw == 1 {
-                        for (d, &s) in dst[iw0..].iter_mut().zip(src) {
-                            *d += wv * s;
-                        }
-                    } else {
-                        for (d, &s) in dst[iw0..].iter_mut().step_by(sw).zip(src) {
-                            *d += wv * s;
-                        }
-                    }
-                }
+                let src = &dyp[(b * g.channels_out + o) * out_plane..][..out_plane];
+                axpy(dst, weight[o * taps + k], src);
             }
         }
+        ph.merge(&acc, plane, g);
     });
     Ok(dx)
 }
@@ -273,84 +268,27 @@ pub fn sparse_conv2d_weight_grad(
 ) -> Result<Vec<f32>, SparseError> {
     let [nx, ny, nw] = g.sizes();
     check(g, pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
-    let ([h, w], [oh_n, ow_n], taps) = (g.input, g.output(), g.taps());
-    let (sw, in_plane, out_plane) = (g.stride[1], h * w, oh_n * ow_n);
+    let ([oh_n, _], taps) = (g.output(), g.taps());
+    let ph = Phases::of(g);
+    let (group, out_plane) = (ph.count() * ph.len, oh_n * ph.wq);
+    let xp = ph.split(x, g.batch * g.channels_in, g);
+    let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq);
     let mut dw = vec![0.0f32; nw];
-    let finish = |row: &mut [f32], active: &[u32], lanes: &[[f32; SDDMM_LANES]]| {
-        for (&k, s) in active.iter().zip(lanes) {
-            row[k as usize] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-        }
-    };
-    if unit_stride(g) {
-        let xp = Padded::input(x, g.batch * g.channels_in, g);
-        let wp = xp.wp;
-        let dyp = Padded::output(dy, g.batch * g.channels_out, g, wp);
-        for_planes(&mut dw, taps, work(g, pattern), |o, row| {
-            let active = pattern.row(o);
-            let mut lanes = vec![[0.0f32; SDDMM_LANES]; active.len()];
-            for b in 0..g.batch {
-                let grads = dyp.plane(b * g.channels_out + o);
-                for (&k, s) in active.iter().zip(lanes.iter_mut()) {
-                    let (c, i, j) = g.tap(k as usize);
-                    let src = &xp.plane(b * g.channels_in + c)[tap_offset(g, i, j, wp)..];
-                    lane_add(s, grads, &src[..grads.len()]);
-                }
-            }
-            finish(row, active, &lanes);
-        });
-        return Ok(dw);
-    }
-    let pitch = g.pitch();
     for_planes(&mut dw, taps, work(g, pattern), |o, row| {
         let active = pattern.row(o);
         let mut lanes = vec![[0.0f32; SDDMM_LANES]; active.len()];
-        let mut gathered = vec![0.0f32; ow_n];
         for b in 0..g.batch {
-            let grads = &dy[(b * g.channels_out + o) * out_plane..][..out_plane];
-            let image = &x[b * g.channels_in * in_plane..(b + 1) * g.channels_in * in_plane];
+            let grads = &dyp[(b * g.channels_out + o) * out_plane..][..out_plane];
             for (&k, s) in active.iter().zip(lanes.iter_mut()) {
                 let (c, i, j) = g.tap(k as usize);
-                let cols = g.valid(1, j);
-                if cols.is_empty() {
-                    continue;
-                }
-                let iw0 = g.input_index(1, cols.start, j);
-                for oh in g.valid(0, i) {
-                    let ih = g.input_index(0, oh, i);
-                    let a = &grads[oh * ow_n + cols.start..oh * ow_n + cols.end];
-                    let src = &image[c * in_plane + ih * w..c * in_plane + (ih + 1) * w];
-                    let xs: &[f32] = if sw == 1 {
-                        &src[iw0..iw0 + a.len()]
-                    } else {
-                        for (d, &v) in gathered.iter_mut().zip(src[iw0..].iter().step_by(sw)) {
-                            *d = v;
-                        }
-                        &gathered[..a.len()]
-                    };
-                    // The reference's lane of (oh, lo) is (oh * pitch + lo) mod 8.
-                    let r = (oh * pitch + cols.start) % SDDMM_LANES;
-                    s.rotate_left(r);
-                    lane_add(s, a, xs);
-                    s.rotate_right(r);
-                }
+                let (phase, offset) = ph.tap(g, i, j);
+                let at = (b * g.channels_in + c) * group + phase * ph.len + offset;
+                lane_add(s, grads, &xp[at..at + out_plane]);
             }
         }
-        finish(row, active, &lanes);
+        for (&k, s) in active.iter().zip(&lanes) {
+            row[k as usize] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+        }
     });
     Ok(dw)
-}
-
-/// `s[t mod 8] += a[t] * c[t]`, vectorisable.
-#[inline]
-fn lane_add(s: &mut [f32; SDDMM_LANES], a: &[f32], c: &[f32]) {
-    let mut ca = a.chunks_exact(SDDMM_LANES);
-    let mut cc = c.chunks_exact(SDDMM_LANES);
-    for (x, y) in (&mut ca).zip(&mut cc) {
-        for ((s, &x), &y) in s.iter_mut().zip(x).zip(y) {
-            *s += x * y;
-        }
-    }
-    for (l, (&x, &y)) in ca.remainder().iter().zip(cc.remainder()).enumerate() {
-        s[l] += x * y;
-    }
 }

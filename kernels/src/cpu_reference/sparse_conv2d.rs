@@ -11,13 +11,13 @@
 //!   in increasing `o` (each pair reaches an input through at most one output position);
 //! - weight gradient: eight lanes per active tap; for `b`, then `oh`, then `ow` increasing,
 //!   the products `dy[b, o, oh, ow] * x[b, c, ih, iw]` whose input is inside the image go to
-//!   lane `(oh * pitch + ow) mod 8`, with `pitch = ow_count + (kw - 1) * dilation_w` (the padded
-//!   input width at stride 1); the result is `((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 +
-//!   s7))`, as [`lane_dot`](super::lane_dot).
+//!   lane `(oh * pitch + ow) mod 8`, with `pitch = ceil((w + pad_left + pad_right) /
+//!   stride_w)` ([`Conv2dGeometry::pitch`]); the result is `((s0 + s1) + (s2 + s3)) + ((s4 +
+//!   s5) + (s6 + s7))`, as [`lane_dot`](super::lane_dot).
 //!
-//! The fast CPU path ([`crate::cpu::sparse_conv2d`]) takes the same orders; at stride 1 it
-//! works on zero-padded planes and adds products with the padding, which are zeros, so it
-//! equals this reference bit for bit when the inputs are finite.
+//! The fast CPU path ([`crate::cpu::sparse_conv2d`]) takes the same orders; it works on
+//! zero-padded planes and adds products with the padding, which are zeros, so it equals this
+//! reference bit for bit when the inputs are finite.
 
 use super::sddmm::SDDMM_LANES;
 use super::sparse_pattern::{SparseError, SparsePattern};
@@ -155,10 +155,11 @@ impl Conv2dGeometry {
         lo.min(hi)..hi
     }
 
-    /// The row pitch of the weight gradient's lanes: `ow + (kw - 1) * dilation_w`, the width
-    /// of the zero-padded input at stride 1.
+    /// The row pitch of the weight gradient's lanes: `ceil((w + pad_left + pad_right) /
+    /// stride_w)`, the width of one stride phase of the zero-padded input (the padded width at
+    /// stride 1).
     pub fn pitch(&self) -> usize {
-        self.output()[1] + (self.kernel[1] - 1) * self.dilation[1]
+        (self.input[1] + self.padding[1].0 + self.padding[1].1).div_ceil(self.stride[1])
     }
 
     /// The input index along dimension `d` of output index `o` and kernel offset `i` (valid
