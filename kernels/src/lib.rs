@@ -81,6 +81,7 @@
 //! taken whole (for distinct scores, after at most four passes). A final pass writes the mask.
 
 pub mod backend;
+mod batch_norm;
 #[cfg(any(test, feature = "catalogue"))]
 pub mod catalogue;
 #[cfg(feature = "cube")]
@@ -94,6 +95,7 @@ mod select;
 mod sparse_conv2d;
 mod sparse_linear;
 
+pub use batch_norm::{BatchNormTrainOutput, batch_norm_fused, batch_norm_train};
 pub use cpu_reference::drop_grow::{DropGrowCounts, DropGrowDecision, DropGrowSegment, GrowBy};
 pub use cpu_reference::keys::{f32_key, key_f32};
 pub use cpu_reference::philox::{Philox, philox4x32_10, stream_id};

@@ -6,12 +6,13 @@ use crate::error::{ModelError, Result};
 use crate::spec::{LayerSpec, SparseArchitecture};
 use burn::config::Config;
 use burn::module::Module;
+use burn::nn::PaddingConfig2d;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use rigl_core::nn::{
-    SparseConv2d, SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
+    FusedBatchNorm, FusedBatchNormConfig, SparseConv2d, SparseConv2dConfig, SparseExecution,
+    SparseLinear, SparseLinearConfig,
 };
 
 const MODEL: &str = "mobilenet_v1";
@@ -78,11 +79,11 @@ pub struct SeparableBlock {
     /// 3x3 depthwise convolution (one group per channel), carrying the stride.
     pub depthwise: SparseConv2d,
     /// Batch norm after the depthwise convolution.
-    pub bn1: BatchNorm,
+    pub bn1: FusedBatchNorm,
     /// 1x1 pointwise convolution.
     pub pointwise: SparseConv2d,
     /// Batch norm after the pointwise convolution.
-    pub bn2: BatchNorm,
+    pub bn2: FusedBatchNorm,
 }
 
 impl SeparableBlock {
@@ -102,7 +103,7 @@ pub struct MobileNetV1 {
     /// 3x3 stride-2 stem convolution.
     pub conv1: SparseConv2d,
     /// Batch norm after the stem.
-    pub bn1: BatchNorm,
+    pub bn1: FusedBatchNorm,
     /// The 13 depthwise-separable blocks.
     pub blocks: Vec<SeparableBlock>,
     /// Global average pooling.
@@ -207,9 +208,9 @@ impl MobileNetV1Config {
             .map(|((_, stride), &c_out)| {
                 let block = SeparableBlock {
                     depthwise: conv(c_in, c_in, 3, *stride, c_in, device),
-                    bn1: BatchNormConfig::new(c_in).init(device),
+                    bn1: FusedBatchNormConfig::new(c_in).init(device),
                     pointwise: conv(c_in, c_out, 1, 1, 1, device),
-                    bn2: BatchNormConfig::new(c_out).init(device),
+                    bn2: FusedBatchNormConfig::new(c_out).init(device),
                 };
                 c_in = c_out;
                 block
@@ -217,7 +218,7 @@ impl MobileNetV1Config {
             .collect();
         MobileNetV1 {
             conv1: conv(self.in_channels, stem, 3, 2, 1, device),
-            bn1: BatchNormConfig::new(stem).init(device),
+            bn1: FusedBatchNormConfig::new(stem).init(device),
             blocks,
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             classifier: SparseLinearConfig::new(c_in, self.num_classes).init(device),

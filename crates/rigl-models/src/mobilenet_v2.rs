@@ -9,11 +9,12 @@ use burn::module::{
     Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor,
 };
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
+use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d};
 use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
 use rigl_core::nn::{
-    SparseConv2d, SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
+    FusedBatchNorm, FusedBatchNormConfig, SparseConv2d, SparseConv2dConfig, SparseExecution,
+    SparseLinear, SparseLinearConfig,
 };
 
 const MODEL: &str = "mobilenet_v2";
@@ -31,7 +32,7 @@ const STAGES: [(usize, usize, usize, usize); 7] = [
 
 /// A convolution and its batch norm, recorded as `.0` and `.1` like torchvision's
 /// `Conv2dNormActivation`.
-pub type ConvBn = (SparseConv2d, BatchNorm);
+pub type ConvBn = (SparseConv2d, FusedBatchNorm);
 
 /// Configuration of a [`MobileNetV2`].
 ///
@@ -91,7 +92,7 @@ pub struct InvertedResidual {
     /// 1x1 linear projection.
     pub project: SparseConv2d,
     /// Batch norm after the projection.
-    pub project_bn: BatchNorm,
+    pub project_bn: FusedBatchNorm,
     /// Whether the input is added to the output (stride 1 and same width).
     pub use_residual: bool,
 }
@@ -356,7 +357,7 @@ fn conv_bn(
 ) -> ConvBn {
     (
         conv(c_in, c_out, k, stride, groups, d),
-        BatchNormConfig::new(c_out).init(d),
+        FusedBatchNormConfig::new(c_out).init(d),
     )
 }
 
@@ -472,7 +473,7 @@ impl MobileNetV2Config {
                 expand: b.expand.then(|| conv_bn(b.c_in, b.hidden, 1, 1, 1, device)),
                 depthwise: conv_bn(b.hidden, b.hidden, 3, b.stride, b.hidden, device),
                 project: conv(b.hidden, b.c_out, 1, 1, 1, device),
-                project_bn: BatchNormConfig::new(b.c_out).init(device),
+                project_bn: FusedBatchNormConfig::new(b.c_out).init(device),
                 use_residual: b.stride == 1 && b.c_in == b.c_out,
             })
             .collect::<Vec<_>>();

@@ -26,9 +26,10 @@ use burn_store::{
 use rigl_core::{MaskInit, Sparsify, SparsityConfig};
 use std::path::Path;
 
-/// A burn-store adapter that shows `A` the sparse-aware layers ([`SparseLinear`],
-/// [`SparseConv2d`]) as the Burn layers they replace, so that `A`'s rules for `Linear` (PyTorch
-/// adapters transpose its weight) and `Conv2d` apply to them.
+/// A burn-store adapter that shows `A` this project's drop-in layers ([`SparseLinear`],
+/// [`SparseConv2d`], [`FusedBatchNorm`]) as the Burn layers they replace, so that `A`'s rules
+/// for `Linear` (PyTorch adapters transpose its weight), `Conv2d` and `BatchNorm` (renamed to
+/// `weight` and `bias`) apply to them.
 ///
 /// ```
 /// use burn_store::{BurnToPyTorchAdapter, SafetensorsStore};
@@ -39,6 +40,7 @@ use std::path::Path;
 ///
 /// [`SparseLinear`]: rigl_core::nn::SparseLinear
 /// [`SparseConv2d`]: rigl_core::nn::SparseConv2d
+/// [`FusedBatchNorm`]: rigl_core::nn::FusedBatchNorm
 #[derive(Clone, Debug, Default)]
 pub struct AsBurnLayers<A>(pub A);
 
@@ -47,6 +49,7 @@ impl<A: ModuleAdapter + Clone + 'static> ModuleAdapter for AsBurnLayers<A> {
         let shown = match ctx.module_type() {
             Some("Struct:SparseLinear") => "Struct:Linear",
             Some("Struct:SparseConv2d") => "Struct:Conv2d",
+            Some("Struct:FusedBatchNorm") => "Struct:BatchNorm",
             _ => return self.0.adapt(tensor, ctx),
         };
         let stack = [shown.to_string()];
@@ -54,7 +57,13 @@ impl<A: ModuleAdapter + Clone + 'static> ModuleAdapter for AsBurnLayers<A> {
     }
 
     fn get_alternative_param_name(&self, param_name: &str, module_type: &str) -> Option<String> {
-        self.0.get_alternative_param_name(param_name, module_type)
+        let shown = match module_type {
+            "Struct:FusedBatchNorm" => "Struct:BatchNorm",
+            "Struct:SparseLinear" => "Struct:Linear",
+            "Struct:SparseConv2d" => "Struct:Conv2d",
+            other => other,
+        };
+        self.0.get_alternative_param_name(param_name, shown)
     }
 
     fn clone_box(&self) -> Box<dyn ModuleAdapter> {

@@ -5,12 +5,13 @@ use crate::error::{ModelError, Result};
 use crate::spec::{LayerSpec, SparseArchitecture, conv_output};
 use burn::config::Config;
 use burn::module::{Module, Param};
+use burn::nn::PaddingConfig2d;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use rigl_core::nn::{
-    SparseConv2d, SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
+    FusedBatchNorm, FusedBatchNormConfig, SparseConv2d, SparseConv2dConfig, SparseExecution,
+    SparseLinear, SparseLinearConfig,
 };
 
 const MODEL: &str = "resnet";
@@ -59,17 +60,17 @@ pub struct Bottleneck {
     /// 1x1 reduction.
     pub conv1: SparseConv2d,
     /// Batch norm after `conv1`.
-    pub bn1: BatchNorm,
+    pub bn1: FusedBatchNorm,
     /// 3x3 convolution, carrying the block's stride.
     pub conv2: SparseConv2d,
     /// Batch norm after `conv2`.
-    pub bn2: BatchNorm,
+    pub bn2: FusedBatchNorm,
     /// 1x1 expansion.
     pub conv3: SparseConv2d,
     /// Batch norm after `conv3`.
-    pub bn3: BatchNorm,
+    pub bn3: FusedBatchNorm,
     /// Projection shortcut (1x1 conv, batch norm), recorded as `downsample.0` / `downsample.1`.
-    pub downsample: Option<(SparseConv2d, BatchNorm)>,
+    pub downsample: Option<(SparseConv2d, FusedBatchNorm)>,
 }
 
 impl Bottleneck {
@@ -78,17 +79,17 @@ impl Bottleneck {
         let downsample = (stride != 1 || c_in != c_out).then(|| {
             (
                 conv(c_in, c_out, 1, stride, 0, device),
-                BatchNormConfig::new(c_out).init(device),
+                FusedBatchNormConfig::new(c_out).init(device),
             )
         });
         Self {
             conv1: conv(c_in, width, 1, 1, 0, device),
-            bn1: BatchNormConfig::new(width).init(device),
+            bn1: FusedBatchNormConfig::new(width).init(device),
             conv2: conv(width, width, 3, stride, 1, device),
-            bn2: BatchNormConfig::new(width).init(device),
+            bn2: FusedBatchNormConfig::new(width).init(device),
             conv3: conv(width, c_out, 1, 1, 0, device),
             bn3: {
-                let mut bn = BatchNormConfig::new(c_out).init(device);
+                let mut bn = FusedBatchNormConfig::new(c_out).init(device);
                 if zero_bn3 {
                     bn.gamma = Param::from_tensor(Tensor::zeros([c_out], device));
                 }
@@ -120,7 +121,7 @@ pub struct ResNet {
     /// 7x7 stride-2 stem convolution.
     pub conv1: SparseConv2d,
     /// Batch norm after the stem.
-    pub bn1: BatchNorm,
+    pub bn1: FusedBatchNorm,
     /// 3x3 stride-2 max pooling.
     pub maxpool: MaxPool2d,
     /// Stage 1 (stride 1).
@@ -237,7 +238,7 @@ impl ResNetConfig {
         let (layer1, layer2, layer3, layer4) = (stage(0), stage(1), stage(2), stage(3));
         ResNet {
             conv1: conv(self.in_channels, self.base_width, 7, 2, 3, device),
-            bn1: BatchNormConfig::new(self.base_width).init(device),
+            bn1: FusedBatchNormConfig::new(self.base_width).init(device),
             maxpool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -407,7 +408,7 @@ mod tests {
         let config = tiny();
         let model = config.init(&device);
         check_layers(&model, &config.layer_specs().unwrap()).unwrap();
-        // torchvision names, BatchNorm included.
+        // torchvision names, FusedBatchNorm included.
         let paths: Vec<_> = rigl_core::kernel_params(&model)
             .into_iter()
             .map(|k| k.path)
@@ -435,7 +436,7 @@ mod tests {
     fn last_batch_norm_of_each_block_starts_at_zero() {
         let device = Device::default();
         let model = tiny().init(&device);
-        let ones = |bn: &BatchNorm| {
+        let ones = |bn: &FusedBatchNorm| {
             let g = bn.gamma.val().into_data().try_into_vec::<f32>().unwrap();
             (g.iter().all(|&v| v == 0.0), g.iter().all(|&v| v == 1.0))
         };

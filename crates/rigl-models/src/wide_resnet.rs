@@ -6,11 +6,12 @@ use crate::spec::{LayerSpec, SparseArchitecture};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
+use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use rigl_core::nn::{
-    SparseConv2d, SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
+    FusedBatchNorm, FusedBatchNormConfig, SparseConv2d, SparseConv2dConfig, SparseExecution,
+    SparseLinear, SparseLinearConfig,
 };
 
 const MODEL: &str = "wide_resnet";
@@ -55,11 +56,11 @@ pub struct WideResNetConfig {
 #[derive(Module, Debug)]
 pub struct WideBlock {
     /// Batch norm on the block input.
-    pub bn1: BatchNorm,
+    pub bn1: FusedBatchNorm,
     /// First 3x3 convolution (carries the stride).
     pub conv1: SparseConv2d,
     /// Batch norm after `conv1`.
-    pub bn2: BatchNorm,
+    pub bn2: FusedBatchNorm,
     /// Dropout between the convolutions.
     pub dropout: Dropout,
     /// Second 3x3 convolution.
@@ -99,7 +100,7 @@ pub struct WideResNet {
     /// Group 3 (width `64k`, stride 2).
     pub block3: Vec<WideBlock>,
     /// Final batch norm.
-    pub bn: BatchNorm,
+    pub bn: FusedBatchNorm,
     /// Global average pooling.
     pub avgpool: AdaptiveAvgPool2d,
     /// Classifier.
@@ -188,9 +189,9 @@ impl WideResNetConfig {
                     let c_out = w[g + 1];
                     let stride = if b == 0 && g > 0 { 2 } else { 1 };
                     WideBlock {
-                        bn1: BatchNormConfig::new(c_in).init(device),
+                        bn1: FusedBatchNormConfig::new(c_in).init(device),
                         conv1: conv(c_in, c_out, 3, stride, device),
-                        bn2: BatchNormConfig::new(c_out).init(device),
+                        bn2: FusedBatchNormConfig::new(c_out).init(device),
                         dropout: DropoutConfig::new(self.dropout).init(),
                         conv2: conv(c_out, c_out, 3, 1, device),
                         shortcut: (c_in != c_out || stride != 1)
@@ -204,7 +205,7 @@ impl WideResNetConfig {
             block1: group(0),
             block2: group(1),
             block3: group(2),
-            bn: BatchNormConfig::new(w[3]).init(device),
+            bn: FusedBatchNormConfig::new(w[3]).init(device),
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             fc: SparseLinearConfig::new(w[3], self.num_classes).init(device),
         }

@@ -132,6 +132,7 @@ pub trait SelectBackend: burn::backend::Backend {
     ) -> IntTensor<Self>;
 }
 
+pub mod batch_norm;
 #[cfg(feature = "cube")]
 mod cube;
 mod flex;

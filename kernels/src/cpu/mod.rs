@@ -1,5 +1,7 @@
-//! The fast CPU path: what the CPU backend runs, equal to [`crate::cpu_reference`] bit for bit.
+//! The fast CPU path: what the CPU backend runs, equal to [`crate::cpu_reference`] bit for bit
+//! (the batch norm, which has no reference here, is tested against Burn's).
 
+pub mod batch_norm;
 pub mod drop_grow;
 pub mod radix_select;
 pub mod sddmm;

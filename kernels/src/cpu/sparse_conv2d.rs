@@ -10,8 +10,7 @@
 //! small images and at any stride.
 
 use super::spmm::MIN_PARALLEL_WORK;
-use crate::cpu_reference::sddmm::SDDMM_LANES;
-use crate::cpu_reference::sparse_conv2d::Conv2dGeometry;
+use crate::cpu_reference::sparse_conv2d::{CONV_LANES, Conv2dGeometry, lane_sum};
 use crate::cpu_reference::sparse_pattern::{SparseError, SparsePattern};
 use rayon::prelude::*;
 
@@ -118,6 +117,8 @@ impl Phases {
                 }
             }
         });
+        // Room for the weight gradient's whole-lane runs past the last plane.
+        data.resize(planes * group + CONV_LANES, 0.0);
         data
     }
 
@@ -139,10 +140,10 @@ impl Phases {
     }
 }
 
-/// The output gradient `dy` (`[planes, oh, ow]`) with rows of width `wq`, zero past `ow`.
-fn pitched(dy: &[f32], planes: usize, g: &Conv2dGeometry, wq: usize) -> Vec<f32> {
+/// The output gradient `dy` (`[planes, oh, ow]`) with rows of width `wq`, zero past `ow`, one
+/// plane every `stride >= oh * wq` values (zero past the rows).
+fn pitched(dy: &[f32], planes: usize, g: &Conv2dGeometry, wq: usize, stride: usize) -> Vec<f32> {
     let [oh, ow] = g.output();
-    let stride = oh * wq;
     let mut data = vec![0.0f32; planes * stride];
     for_planes(&mut data, stride, planes * stride * 4, |t, dst| {
         let plane = &dy[t * oh * ow..(t + 1) * oh * ow];
@@ -161,19 +162,25 @@ fn axpy(d: &mut [f32], a: f32, s: &[f32]) {
     }
 }
 
-/// `s[t mod 8] += a[t] * c[t]`, vectorisable.
+/// `s[t mod 32] += a[t] * c[t]`, vectorisable (the lanes stay in registers).
 #[inline]
-fn lane_add(s: &mut [f32; SDDMM_LANES], a: &[f32], c: &[f32]) {
-    let mut ca = a.chunks_exact(SDDMM_LANES);
-    let mut cc = c.chunks_exact(SDDMM_LANES);
+fn lane_add(s: &mut [f32; CONV_LANES], a: &[f32], c: &[f32]) {
+    let mut acc = *s;
+    let mut ca = a.chunks_exact(CONV_LANES);
+    let mut cc = c.chunks_exact(CONV_LANES);
     for (x, y) in (&mut ca).zip(&mut cc) {
-        for ((s, &x), &y) in s.iter_mut().zip(x).zip(y) {
-            *s += x * y;
+        let (x, y): (&[f32; CONV_LANES], &[f32; CONV_LANES]) = (
+            x.try_into().expect("a full chunk"),
+            y.try_into().expect("a full chunk"),
+        );
+        for l in 0..CONV_LANES {
+            acc[l] += x[l] * y[l];
         }
     }
     for (l, (&x, &y)) in ca.remainder().iter().zip(cc.remainder()).enumerate() {
-        s[l] += x * y;
+        acc[l] += x * y;
     }
+    *s = acc;
 }
 
 /// `y = conv2d(x, W)` over the active taps (see [`crate::cpu_reference::sparse_conv2d()`]).
@@ -233,7 +240,7 @@ pub fn sparse_conv2d_input_grad(
     let [kh, kw] = g.kernel;
     let ph = Phases::of(g);
     let out_plane = oh_n * ph.wq;
-    let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq);
+    let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq, out_plane);
     let columns = pattern.columns();
     let mut dx = vec![0.0f32; nx];
     for_planes(&mut dx, h * w, work(g, pattern), |t, plane| {
@@ -270,24 +277,29 @@ pub fn sparse_conv2d_weight_grad(
     check(g, pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
     let ([oh_n, _], taps) = (g.output(), g.taps());
     let ph = Phases::of(g);
-    let (group, out_plane) = (ph.count() * ph.len, oh_n * ph.wq);
+    // Whole runs of 32 lanes: the padding of `dy` is zero, so its products are too.
+    let (group, run) = (
+        ph.count() * ph.len,
+        (oh_n * ph.wq).next_multiple_of(CONV_LANES),
+    );
     let xp = ph.split(x, g.batch * g.channels_in, g);
-    let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq);
+    let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq, run);
     let mut dw = vec![0.0f32; nw];
     for_planes(&mut dw, taps, work(g, pattern), |o, row| {
+        // Sample by sample, so that one image's planes stay in cache for every tap.
         let active = pattern.row(o);
-        let mut lanes = vec![[0.0f32; SDDMM_LANES]; active.len()];
+        let mut lanes = vec![[0.0f32; CONV_LANES]; active.len()];
         for b in 0..g.batch {
-            let grads = &dyp[(b * g.channels_out + o) * out_plane..][..out_plane];
+            let grads = &dyp[(b * g.channels_out + o) * run..][..run];
             for (&k, s) in active.iter().zip(lanes.iter_mut()) {
                 let (c, i, j) = g.tap(k as usize);
                 let (phase, offset) = ph.tap(g, i, j);
                 let at = (b * g.channels_in + c) * group + phase * ph.len + offset;
-                lane_add(s, grads, &xp[at..at + out_plane]);
+                lane_add(s, grads, &xp[at..at + run]);
             }
         }
         for (&k, s) in active.iter().zip(&lanes) {
-            row[k as usize] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+            row[k as usize] = lane_sum(s);
         }
     });
     Ok(dw)

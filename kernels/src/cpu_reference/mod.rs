@@ -17,7 +17,8 @@ pub use drop_grow::{check_disjoint, drop_grow};
 pub use random_mask::{philox_keys, segmented_random_top_k_mask};
 pub use sddmm::{SDDMM_LANES, lane_dot, sddmm};
 pub use sparse_conv2d::{
-    Conv2dGeometry, sparse_conv2d, sparse_conv2d_input_grad, sparse_conv2d_weight_grad,
+    CONV_LANES, Conv2dGeometry, lane_sum, sparse_conv2d, sparse_conv2d_input_grad,
+    sparse_conv2d_weight_grad,
 };
 pub use spmm::{spmm, spmm_transposed};
 pub use top_k_mask::{segmented_top_k_mask, top_k_mask_f32, top_k_mask_u32};

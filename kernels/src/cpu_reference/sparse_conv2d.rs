@@ -9,18 +9,28 @@
 //! - input gradient: `dx[b, c, ih, iw]` starts at `0.0` and adds `w[o, k] * dy[b, o, oh, ow]`
 //!   for the taps `k` of channel `c` in increasing `k`, and for each tap the active outputs `o`
 //!   in increasing `o` (each pair reaches an input through at most one output position);
-//! - weight gradient: eight lanes per active tap; for `b`, then `oh`, then `ow` increasing,
-//!   the products `dy[b, o, oh, ow] * x[b, c, ih, iw]` whose input is inside the image go to
-//!   lane `(oh * pitch + ow) mod 8`, with `pitch = ceil((w + pad_left + pad_right) /
-//!   stride_w)` ([`Conv2dGeometry::pitch`]); the result is `((s0 + s1) + (s2 + s3)) + ((s4 +
-//!   s5) + (s6 + s7))`, as [`lane_dot`](super::lane_dot).
+//! - weight gradient: [`CONV_LANES`] (32) lanes per active tap; for `b`, then `oh`, then `ow`
+//!   increasing, the products `dy[b, o, oh, ow] * x[b, c, ih, iw]` whose input is inside the
+//!   image go to lane `(oh * pitch + ow) mod 32`, with `pitch = ceil((w + pad_left +
+//!   pad_right) / stride_w)` ([`Conv2dGeometry::pitch`]); the lanes are then summed as
+//!   [`lane_sum`] does. (Thirty-two lanes are eight independent four-wide vector sums: a
+//!   weight gradient of long runs is not bound by the latency of one accumulator.)
 //!
 //! The fast CPU path ([`crate::cpu::sparse_conv2d`]) takes the same orders; it works on
 //! zero-padded planes and adds products with the padding, which are zeros, so it equals this
 //! reference bit for bit when the inputs are finite.
 
-use super::sddmm::SDDMM_LANES;
 use super::sparse_pattern::{SparseError, SparsePattern};
+
+/// Lanes of the convolution weight gradient's sums (see the module docs).
+pub const CONV_LANES: usize = 32;
+
+/// The sum of the lanes of a convolution weight gradient: `t[l] = (s[l] + s[l + 8]) + (s[l +
+/// 16] + s[l + 24])` for `l < 8`, then `((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7))`.
+pub fn lane_sum(s: &[f32; CONV_LANES]) -> f32 {
+    let t: [f32; 8] = std::array::from_fn(|l| (s[l] + s[l + 8]) + (s[l + 16] + s[l + 24]));
+    ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
+}
 
 /// The shape of a convolution the sparse kernels run: NCHW input, OIHW weight, groups 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -302,21 +312,20 @@ pub fn sparse_conv2d_weight_grad(
     for o in 0..g.channels_out {
         for &k in pattern.row(o) {
             let (c, i, j) = g.tap(k as usize);
-            let mut s = [0.0f32; SDDMM_LANES];
+            let mut s = [0.0f32; CONV_LANES];
             let pitch = g.pitch();
             for b in 0..g.batch {
                 for oh in g.valid(0, i) {
                     let ih = g.input_index(0, oh, i);
                     for ow in g.valid(1, j) {
                         let iw = g.input_index(1, ow, j);
-                        s[(oh * pitch + ow) % SDDMM_LANES] += dy
+                        s[(oh * pitch + ow) % CONV_LANES] += dy
                             [((b * g.channels_out + o) * oh_n + oh) * ow_n + ow]
                             * x[((b * g.channels_in + c) * h + ih) * w + iw];
                     }
                 }
             }
-            dw[o * taps + k as usize] =
-                ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+            dw[o * taps + k as usize] = lane_sum(&s);
         }
     }
     Ok(dw)
