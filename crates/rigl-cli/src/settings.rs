@@ -171,23 +171,27 @@ pub struct TrainSettings {
     pub input_size: Option<usize>,
     /// How sparse-aware layers compute: dense (Burn's products on the masked weights), sparse
     /// (sparse kernels on the active weights between mask updates), auto (sparse for layers
-    /// whose density is at most --linear-max-density). Backends without sparse kernels run
-    /// dense and say so once.
+    /// whose density is at most --linear-max-density, convolutions at most
+    /// --conv-max-density). Backends without sparse kernels run dense and say so once.
     #[arg(long, default_value = "auto")]
     pub execution: Execution,
     /// The highest density, in [0, 1], at which `auto` runs a linear layer sparse.
     #[arg(long, default_value_t = SparseExecution::DEFAULT_LINEAR_MAX_DENSITY)]
     pub linear_max_density: f64,
+    /// The highest density, in [0, 1], at which `auto` runs a convolution sparse.
+    #[arg(long, default_value_t = SparseExecution::DEFAULT_CONV_MAX_DENSITY)]
+    pub conv_max_density: f64,
 }
 
 /// Settings a resumed run may change: where the data comes from, the device and how its layers
 /// compute, how long to train and how much of the test set to score. Every other setting changes the result.
-const RESUMABLE_KEYS: [&str; 8] = [
+const RESUMABLE_KEYS: [&str; 9] = [
     "data-dir",
     "no-fetch",
     "device",
     "execution",
     "linear-max-density",
+    "conv-max-density",
     "epochs",
     "max-steps",
     "test-subset",
@@ -335,7 +339,9 @@ impl TrainSettings {
 
     /// The execution policy of sparse-aware layers.
     pub fn sparse_execution(&self) -> SparseExecution {
-        SparseExecution::new(self.execution).with_linear_max_density(self.linear_max_density)
+        SparseExecution::new(self.execution)
+            .with_linear_max_density(self.linear_max_density)
+            .with_conv_max_density(self.conv_max_density)
     }
 
     /// The sparsity configuration.
@@ -626,6 +632,29 @@ mod tests {
             toml::Value::Boolean(_) => toml::Value::Boolean(int % 2 == 0),
             _ => any,
         }
+    }
+
+    #[test]
+    fn density_thresholds_outside_the_unit_interval_are_named() {
+        for (key, kind) in [
+            ("linear-max-density", "linear"),
+            ("conv-max-density", "convolution"),
+        ] {
+            let s = TrainSettings::from_toml(&format!("{key} = 1.5")).unwrap();
+            let e = s.validate().unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "density threshold 1.5 for {kind} layers is outside [0, 1]"
+                )),
+                "{e}"
+            );
+        }
+        let s = TrainSettings::from_toml("conv-max-density = 0.5").unwrap();
+        assert_eq!(s.sparse_execution().conv_max_density, 0.5);
+        assert_eq!(
+            TrainSettings::default().sparse_execution(),
+            SparseExecution::default()
+        );
     }
 
     /// Everything a run derives from its settings, as `rigl train` does before touching data.
