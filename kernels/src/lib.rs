@@ -89,6 +89,7 @@ pub mod components;
 pub mod cpu;
 pub mod cpu_reference;
 mod drop_grow;
+mod dropout;
 #[cfg(feature = "cube")]
 pub mod launch;
 mod select;
@@ -104,6 +105,7 @@ pub use cpu_reference::sparse_conv2d::Conv2dGeometry;
 pub use cpu_reference::sparse_pattern::{SparseError, SparsePattern};
 pub use cpu_reference::top_k_mask::{Segment, SegmentedSelection, SelectError};
 pub use drop_grow::{DropGrow, Growth, drop_grow};
+pub use dropout::dropout;
 pub use select::{
     MAX_POSITIONS, Selection, philox_u32, random_top_k_mask, segmented_top_k_mask,
     segmented_top_k_mask_abs, top_k_mask, top_k_mask_abs,

@@ -8,13 +8,13 @@ use burn::config::Config;
 use burn::module::{
     Content, Devices, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor,
 };
+use burn::nn::PaddingConfig2d;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d};
 use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Tensor};
 use rigl_core::nn::{
-    FusedBatchNorm, FusedBatchNormConfig, SparseConv2d, SparseConv2dConfig, SparseExecution,
-    SparseLinear, SparseLinearConfig,
+    FusedBatchNorm, FusedBatchNormConfig, FusedDropout, FusedDropoutConfig, SparseConv2d,
+    SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
 };
 
 const MODEL: &str = "mobilenet_v2";
@@ -344,7 +344,7 @@ pub struct MobileNetV2 {
     /// Global average pooling.
     pub avgpool: AdaptiveAvgPool2d,
     /// Dropout and the linear classifier (`classifier.0`, `classifier.1`).
-    pub classifier: (Dropout, SparseLinear),
+    pub classifier: (FusedDropout, SparseLinear),
 }
 
 fn conv_bn(
@@ -486,7 +486,7 @@ impl MobileNetV2Config {
             },
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             classifier: (
-                DropoutConfig::new(self.dropout).init(),
+                FusedDropoutConfig::new(self.dropout).init(),
                 SparseLinearConfig::new(last, self.num_classes).init(device),
             ),
         }

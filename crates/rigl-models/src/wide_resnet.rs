@@ -5,13 +5,13 @@ use crate::error::{ModelError, Result};
 use crate::spec::{LayerSpec, SparseArchitecture};
 use burn::config::Config;
 use burn::module::Module;
+use burn::nn::PaddingConfig2d;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use rigl_core::nn::{
-    FusedBatchNorm, FusedBatchNormConfig, SparseConv2d, SparseConv2dConfig, SparseExecution,
-    SparseLinear, SparseLinearConfig,
+    FusedBatchNorm, FusedBatchNormConfig, FusedDropout, FusedDropoutConfig, SparseConv2d,
+    SparseConv2dConfig, SparseExecution, SparseLinear, SparseLinearConfig,
 };
 
 const MODEL: &str = "wide_resnet";
@@ -62,7 +62,7 @@ pub struct WideBlock {
     /// Batch norm after `conv1`.
     pub bn2: FusedBatchNorm,
     /// Dropout between the convolutions.
-    pub dropout: Dropout,
+    pub dropout: FusedDropout,
     /// Second 3x3 convolution.
     pub conv2: SparseConv2d,
     /// 1x1 projection of the pre-activated input, where the shape changes.
@@ -192,7 +192,7 @@ impl WideResNetConfig {
                         bn1: FusedBatchNormConfig::new(c_in).init(device),
                         conv1: conv(c_in, c_out, 3, stride, device),
                         bn2: FusedBatchNormConfig::new(c_out).init(device),
-                        dropout: DropoutConfig::new(self.dropout).init(),
+                        dropout: FusedDropoutConfig::new(self.dropout).init(),
                         conv2: conv(c_out, c_out, 3, 1, device),
                         shortcut: (c_in != c_out || stride != 1)
                             .then(|| conv(c_in, c_out, 1, stride, device)),

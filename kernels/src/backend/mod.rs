@@ -135,6 +135,7 @@ pub trait SelectBackend: burn::backend::Backend {
 pub mod batch_norm;
 #[cfg(feature = "cube")]
 mod cube;
+pub mod dropout;
 mod flex;
 pub mod sparse_conv2d;
 pub mod sparse_linear;

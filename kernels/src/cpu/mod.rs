@@ -3,6 +3,7 @@
 
 pub mod batch_norm;
 pub mod drop_grow;
+pub mod dropout;
 pub mod radix_select;
 pub mod sddmm;
 pub mod sparse_conv2d;

@@ -9,17 +9,19 @@
 //! path of a plain Burn layer. Records are those of the Burn layer (same field names), so
 //! burn-nn records load.
 //!
-//! [`FusedBatchNorm`] is Burn's `BatchNorm` with its training forward and backward fused on
-//! the CPU backend, so that the dense layers around sparse convolutions do not dominate a
-//! training step.
+//! [`FusedBatchNorm`] and [`FusedDropout`] are Burn's `BatchNorm` and `Dropout` made fast on
+//! the CPU backend (two passes each way; a counter-based mask), so that the dense layers around
+//! sparse convolutions do not dominate a training step.
 
 mod batch_norm;
+mod dropout;
 mod execution;
 mod pattern_cache;
 mod sparse_conv2d;
 mod sparse_linear;
 
 pub use batch_norm::{FusedBatchNorm, FusedBatchNormConfig};
+pub use dropout::{FusedDropout, FusedDropoutConfig};
 pub use execution::{Execution, SparseExecution};
 pub use pattern_cache::PatternCache;
 pub use sparse_conv2d::{SparseConv2d, SparseConv2dConfig};
