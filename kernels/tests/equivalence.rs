@@ -478,6 +478,10 @@ fn sparse_convolutions_fast_cpu_equals_reference() {
         let fast_y = cpu::sparse_conv2d(&p.x, &p.weight, &pattern, &g).unwrap();
         let fast_dx = cpu::sparse_conv2d_input_grad(&p.dy, &p.weight, &pattern, &g).unwrap();
         let fast_dw = cpu::sparse_conv2d_weight_grad(&p.x, &p.dy, &pattern, &g).unwrap();
+        let (both_dx, both_dw) =
+            cpu::sparse_conv2d_backward(&p.x, &p.dy, &p.weight, &pattern, &g, true).unwrap();
+        assert_eq!(float_bits(&both_dx.unwrap()), float_bits(&dx), "{}", p.name);
+        assert_eq!(float_bits(&both_dw), float_bits(&dw), "{}", p.name);
         assert_eq!(float_bits(&fast_y), float_bits(&y), "forward of {}", p.name);
         assert_eq!(
             float_bits(&fast_dx),

@@ -89,17 +89,13 @@ impl SparseConv2dBackend for Flex {
         let like = x.clone();
         let (dx, dw) = super::flex::with_f32(x, |x| {
             super::flex::with_f32(dy, |dy| {
-                let dw = cpu::sparse_conv2d_weight_grad(x, dy, &pattern, &geometry);
-                let dx = input_grad.then(|| {
-                    super::flex::with_f32(weight, |w| {
-                        cpu::sparse_conv2d_input_grad(dy, w, &pattern, &geometry)
-                    })
-                });
-                (dx.transpose(), dw)
+                super::flex::with_f32(weight, |w| {
+                    cpu::sparse_conv2d_backward(x, dy, w, &pattern, &geometry, input_grad)
+                })
             })
-        });
-        let dw = dw.expect("shapes checked by the caller");
-        let dx = match dx.expect("shapes checked by the caller") {
+        })
+        .expect("shapes checked by the caller");
+        let dx = match dx {
             Some(dx) => from_vec(dx, input_shape(&geometry), &like),
             None => from_vec(Vec::new(), [0, 0, 0, 0], &like),
         };

@@ -18,7 +18,9 @@ pub use radix_select::{
     segmented_top_k_mask, segmented_top_k_mask_u32,
 };
 pub use sddmm::sddmm;
-pub use sparse_conv2d::{sparse_conv2d, sparse_conv2d_input_grad, sparse_conv2d_weight_grad};
+pub use sparse_conv2d::{
+    sparse_conv2d, sparse_conv2d_backward, sparse_conv2d_input_grad, sparse_conv2d_weight_grad,
+};
 pub use sparse_linear_backward::sparse_linear_backward;
 pub use spmm::{spmm, spmm_transposed};
 pub use transpose::transpose;

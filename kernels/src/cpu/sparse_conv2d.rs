@@ -46,6 +46,45 @@ fn check(
     Ok(())
 }
 
+/// Scratch buffers of the padded planes, reused across calls: a fresh multi-megabyte buffer
+/// costs a page fault per 4 KiB on first touch, which parallel threads take in turn.
+static SCRATCH: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+
+/// Buffers the scratch pool keeps at most.
+const SCRATCH_BUFFERS: usize = 4;
+
+/// The largest buffer the scratch pool keeps, in bytes.
+const SCRATCH_BYTES: usize = 256 << 20;
+
+/// A zeroed buffer of `len` values, from the pool when one is large enough.
+fn scratch(len: usize) -> Vec<f32> {
+    let reused = {
+        let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+        pool.iter()
+            .position(|b| b.capacity() >= len)
+            .map(|i| pool.swap_remove(i))
+    };
+    let mut v = reused.unwrap_or_default();
+    v.clear();
+    v.resize(len, 0.0);
+    v
+}
+
+/// Give a scratch buffer back to the pool (dropped when the pool is full of larger ones).
+fn recycle(v: Vec<f32>) {
+    if v.capacity() * 4 > SCRATCH_BYTES {
+        return;
+    }
+    let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() < SCRATCH_BUFFERS {
+        pool.push(v);
+    } else if let Some(small) = pool.iter_mut().min_by_key(|b| b.capacity())
+        && small.capacity() < v.capacity()
+    {
+        *small = v;
+    }
+}
+
 /// Multiply-adds of one pass over the active taps.
 fn work(g: &Conv2dGeometry, pattern: &SparsePattern) -> usize {
     let [oh, ow] = g.output();
@@ -100,25 +139,29 @@ impl Phases {
     fn split(&self, x: &[f32], planes: usize, g: &Conv2dGeometry) -> Vec<f32> {
         let [h, w] = g.input;
         let group = self.count() * self.len;
-        let mut data = vec![0.0f32; planes * group];
+        // Room for the weight gradient's whole-lane runs past the last plane.
+        let mut data = scratch(planes * group + CONV_LANES);
         let unit = self.s == [1, 1];
-        for_planes(&mut data, group, planes * group * 4, |t, dst| {
-            let plane = &x[t * h * w..(t + 1) * h * w];
-            for ih in 0..h {
-                let row = &plane[ih * w..(ih + 1) * w];
-                if unit {
-                    let (_, at) = self.locate(g, ih, 0);
-                    dst[at..at + w].copy_from_slice(row);
-                } else {
-                    for (iw, &v) in row.iter().enumerate() {
-                        let (phase, at) = self.locate(g, ih, iw);
-                        dst[phase * self.len + at] = v;
+        for_planes(
+            &mut data[..planes * group],
+            group,
+            planes * group * 4,
+            |t, dst| {
+                let plane = &x[t * h * w..(t + 1) * h * w];
+                for ih in 0..h {
+                    let row = &plane[ih * w..(ih + 1) * w];
+                    if unit {
+                        let (_, at) = self.locate(g, ih, 0);
+                        dst[at..at + w].copy_from_slice(row);
+                    } else {
+                        for (iw, &v) in row.iter().enumerate() {
+                            let (phase, at) = self.locate(g, ih, iw);
+                            dst[phase * self.len + at] = v;
+                        }
                     }
                 }
-            }
-        });
-        // Room for the weight gradient's whole-lane runs past the last plane.
-        data.resize(planes * group + CONV_LANES, 0.0);
+            },
+        );
         data
     }
 
@@ -144,7 +187,7 @@ impl Phases {
 /// plane every `stride >= oh * wq` values (zero past the rows).
 fn pitched(dy: &[f32], planes: usize, g: &Conv2dGeometry, wq: usize, stride: usize) -> Vec<f32> {
     let [oh, ow] = g.output();
-    let mut data = vec![0.0f32; planes * stride];
+    let mut data = scratch(planes * stride);
     for_planes(&mut data, stride, planes * stride * 4, |t, dst| {
         let plane = &dy[t * oh * ow..(t + 1) * oh * ow];
         for r in 0..oh {
@@ -217,6 +260,7 @@ pub fn sparse_conv2d(
             dst.copy_from_slice(&src[..ow_n]);
         }
     });
+    recycle(xp);
     Ok(y)
 }
 
@@ -230,35 +274,17 @@ pub fn sparse_conv2d_input_grad(
     pattern: &SparsePattern,
     g: &Conv2dGeometry,
 ) -> Result<Vec<f32>, SparseError> {
-    let [nx, ny, nw] = g.sizes();
+    let [_, ny, nw] = g.sizes();
     check(
         g,
         pattern,
         [("dy", ny, dy.len()), ("weight", nw, weight.len())],
     )?;
-    let ([h, w], [oh_n, _], taps) = (g.input, g.output(), g.taps());
-    let [kh, kw] = g.kernel;
     let ph = Phases::of(g);
-    let out_plane = oh_n * ph.wq;
-    let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq, out_plane);
-    let columns = pattern.columns();
-    let mut dx = vec![0.0f32; nx];
-    for_planes(&mut dx, h * w, work(g, pattern), |t, plane| {
-        let (b, c) = (t / g.channels_in, t % g.channels_in);
-        let mut acc = vec![0.0f32; ph.count() * ph.len];
-        for k in c * kh * kw..(c + 1) * kh * kw {
-            let (_, i, j) = g.tap(k);
-            let (phase, offset) = ph.tap(g, i, j);
-            let dst = &mut acc[phase * ph.len + offset..];
-            let entries = columns.col_ptr[k] as usize..columns.col_ptr[k + 1] as usize;
-            for &o in &columns.col_row[entries] {
-                let o = o as usize;
-                let src = &dyp[(b * g.channels_out + o) * out_plane..][..out_plane];
-                axpy(dst, weight[o * taps + k], src);
-            }
-        }
-        ph.merge(&acc, plane, g);
-    });
+    let stride = g.output()[0] * ph.wq;
+    let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq, stride);
+    let dx = input_grad(&dyp, stride, weight, pattern, g, &ph);
+    recycle(dyp);
     Ok(dx)
 }
 
@@ -273,18 +299,95 @@ pub fn sparse_conv2d_weight_grad(
     pattern: &SparsePattern,
     g: &Conv2dGeometry,
 ) -> Result<Vec<f32>, SparseError> {
-    let [nx, ny, nw] = g.sizes();
+    let [nx, ny, _] = g.sizes();
     check(g, pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
-    let ([oh_n, _], taps) = (g.output(), g.taps());
     let ph = Phases::of(g);
-    // Whole runs of 32 lanes: the padding of `dy` is zero, so its products are too.
-    let (group, run) = (
-        ph.count() * ph.len,
-        (oh_n * ph.wq).next_multiple_of(CONV_LANES),
-    );
+    let run = weight_grad_run(g, &ph);
     let xp = ph.split(x, g.batch * g.channels_in, g);
     let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq, run);
-    let mut dw = vec![0.0f32; nw];
+    let dw = weight_grad(&xp, &dyp, run, pattern, g, &ph);
+    recycle(xp);
+    recycle(dyp);
+    Ok(dw)
+}
+
+/// Both gradients (the input gradient only when `with_input_grad`), sharing one pitched copy
+/// of `dy`: equal to [`sparse_conv2d_input_grad`] and [`sparse_conv2d_weight_grad`].
+///
+/// # Errors
+/// [`SparseError::Shape`] when an operand or the pattern does not fit the geometry.
+pub fn sparse_conv2d_backward(
+    x: &[f32],
+    dy: &[f32],
+    weight: &[f32],
+    pattern: &SparsePattern,
+    g: &Conv2dGeometry,
+    with_input_grad: bool,
+) -> Result<(Option<Vec<f32>>, Vec<f32>), SparseError> {
+    let [nx, ny, nw] = g.sizes();
+    check(g, pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
+    SparsePattern::check("weight", nw, weight.len())?;
+    let ph = Phases::of(g);
+    let run = weight_grad_run(g, &ph);
+    let dyp = pitched(dy, g.batch * g.channels_out, g, ph.wq, run);
+    let dx = with_input_grad.then(|| input_grad(&dyp, run, weight, pattern, g, &ph));
+    let xp = ph.split(x, g.batch * g.channels_in, g);
+    let dw = weight_grad(&xp, &dyp, run, pattern, g, &ph);
+    recycle(xp);
+    recycle(dyp);
+    Ok((dx, dw))
+}
+
+/// The input gradient from the pitched output gradient `dyp` (one plane every `stride`).
+fn input_grad(
+    dyp: &[f32],
+    stride: usize,
+    weight: &[f32],
+    pattern: &SparsePattern,
+    g: &Conv2dGeometry,
+    ph: &Phases,
+) -> Vec<f32> {
+    let ([h, w], [oh_n, _], taps) = (g.input, g.output(), g.taps());
+    let [kh, kw] = g.kernel;
+    let out_plane = oh_n * ph.wq;
+    let columns = pattern.columns();
+    let mut dx = vec![0.0f32; g.sizes()[0]];
+    for_planes(&mut dx, h * w, work(g, pattern), |t, plane| {
+        let (b, c) = (t / g.channels_in, t % g.channels_in);
+        let mut acc = vec![0.0f32; ph.count() * ph.len];
+        for k in c * kh * kw..(c + 1) * kh * kw {
+            let (_, i, j) = g.tap(k);
+            let (phase, offset) = ph.tap(g, i, j);
+            let dst = &mut acc[phase * ph.len + offset..];
+            let entries = columns.col_ptr[k] as usize..columns.col_ptr[k + 1] as usize;
+            for &o in &columns.col_row[entries] {
+                let o = o as usize;
+                let src = &dyp[(b * g.channels_out + o) * stride..][..out_plane];
+                axpy(dst, weight[o * taps + k], src);
+            }
+        }
+        ph.merge(&acc, plane, g);
+    });
+    dx
+}
+
+/// The weight gradient's run per output plane: whole runs of 32 lanes (the padding of the
+/// pitched `dy` is zero, so its products are too).
+fn weight_grad_run(g: &Conv2dGeometry, ph: &Phases) -> usize {
+    (g.output()[0] * ph.wq).next_multiple_of(CONV_LANES)
+}
+
+/// The weight gradient from the phase planes `xp` and the pitched `dyp` (planes every `run`).
+fn weight_grad(
+    xp: &[f32],
+    dyp: &[f32],
+    run: usize,
+    pattern: &SparsePattern,
+    g: &Conv2dGeometry,
+    ph: &Phases,
+) -> Vec<f32> {
+    let (group, taps) = (ph.count() * ph.len, g.taps());
+    let mut dw = vec![0.0f32; g.sizes()[2]];
     for_planes(&mut dw, taps, work(g, pattern), |o, row| {
         // Sample by sample, so that one image's planes stay in cache for every tap.
         let active = pattern.row(o);
@@ -302,5 +405,5 @@ pub fn sparse_conv2d_weight_grad(
             row[k as usize] = lane_sum(s);
         }
     });
-    Ok(dw)
+    dw
 }
