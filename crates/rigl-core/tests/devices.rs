@@ -360,3 +360,40 @@ fn sparse_linear_runs_the_kernels_on_wgpu() {
         assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
     }
 }
+
+/// On wgpu, which has no sparse convolution kernels, a sparse convolution, the fused batch
+/// norm and the fused dropout compute as Burn's layers do (the masked path; Burn's batch norm
+/// and dropout), and never panic.
+#[test]
+fn conv_layers_fall_back_to_burn_on_wgpu() {
+    use burn::nn::PaddingConfig2d;
+    use rigl_core::nn::{
+        Execution, FusedBatchNormConfig, FusedDropoutConfig, SparseConv2dConfig, SparseExecution,
+    };
+    use rigl_core::{Sparsify, SparsityConfig};
+    let gpu = wgpu().autodiff();
+    let conv = SparseConv2dConfig::new([3, 4], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .with_execution(SparseExecution::new(Execution::Sparse))
+        .init(&gpu)
+        .sparsify(SparsityConfig::uniform(0.5))
+        .unwrap();
+    assert!(!conv.runs_sparse([5, 5]));
+    let x: Vec<f32> = (0..150).map(|k| (k % 9) as f32 / 4.0 - 1.0).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(x, [2, 3, 5, 5]), &gpu);
+    let masked = conv.clone().into_conv2d();
+    let got = rigl_core::floats_to_host(conv.forward(x.clone()).reshape([-1]));
+    let want = rigl_core::floats_to_host(masked.forward(x.clone()).reshape([-1]));
+    assert_eq!(got, want);
+    let bn = FusedBatchNormConfig::new(3).init(&gpu);
+    let plain = bn.clone().into_batch_norm();
+    let a = rigl_core::floats_to_host(bn.forward(x.clone()).reshape([-1]));
+    let b = rigl_core::floats_to_host(plain.forward(x.clone()).reshape([-1]));
+    for (a, b) in a.iter().zip(&b) {
+        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    let dropped = FusedDropoutConfig::new(0.5).init().forward(x.clone());
+    let y = rigl_core::floats_to_host(dropped.reshape([-1]));
+    let xs = rigl_core::floats_to_host(x.reshape([-1]));
+    assert!(y.iter().zip(&xs).all(|(y, x)| *y == 0.0 || *y == 2.0 * x));
+}
