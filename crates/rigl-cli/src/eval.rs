@@ -5,7 +5,7 @@ use crate::settings::TrainSettings;
 use crate::train::{device, evaluate, load_data, model_config, seeded};
 use burn::tensor::Device;
 use clap::Args;
-use rigl_core::{Sparsify, load_checkpoint_model};
+use rigl_core::{SparseInference, Sparsify, load_checkpoint_model};
 use rigl_data::ImageSet;
 use rigl_models::counter::{CountOptions, count_model};
 use rigl_models::{Classifier, ModelBuilder, SparseArchitecture, WithModel};
@@ -28,6 +28,14 @@ pub struct EvalArgs {
     /// How sparse-aware layers compute (dense, sparse, auto); unset: as the run trained.
     #[arg(long)]
     pub execution: Option<rigl_core::nn::Execution>,
+    /// Evaluate the weights of this `SparseInference` file (written by `--export`) instead of
+    /// the run's checkpoint.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Also write the evaluated weights for inference, compressed (`SparseInference`: active
+    /// values and a one-bit mask per masked weight), to this file.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -48,6 +56,8 @@ pub struct Evaluation {
     pub inference_flops_ratio: f64,
     /// Model size in decimal MB.
     pub size_mb: f64,
+    /// Bytes of the `--export` file, when one was written.
+    pub export_bytes: Option<u64>,
 }
 
 /// Run `rigl eval`.
@@ -79,6 +89,8 @@ pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
         dir,
         test_set: &test_set,
         device: &device,
+        weights: args.weights.as_deref(),
+        export: args.export.as_deref(),
     })?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
@@ -94,6 +106,14 @@ pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
             e.inference_flops_ratio,
             e.size_mb
         )?;
+        if let (Some(path), Some(bytes)) = (&args.export, e.export_bytes) {
+            writeln!(
+                out,
+                "exported {} ({:.3} MB)",
+                path.display(),
+                bytes as f64 / 1e6
+            )?;
+        }
     }
     Ok(())
 }
@@ -104,6 +124,8 @@ struct Evaluate<'a> {
     dir: &'a Path,
     test_set: &'a ImageSet,
     device: &'a Device,
+    weights: Option<&'a Path>,
+    export: Option<&'a Path>,
 }
 
 impl WithModel for Evaluate<'_> {
@@ -111,26 +133,32 @@ impl WithModel for Evaluate<'_> {
 
     fn with<C: ModelBuilder>(self, config: &C) -> Self::Output {
         let model = seeded(self.device, self.seed, || config.init_model(self.device));
-        evaluate_run(model, config, self.dir, self.test_set, self.device)
+        evaluate_run(model, config, &self)
     }
 }
 
 fn evaluate_run<M: Classifier, A: SparseArchitecture>(
     model: M,
     arch: &A,
-    dir: &Path,
-    test_set: &ImageSet,
-    device: &Device,
+    how: &Evaluate<'_>,
 ) -> Result<Evaluation, CliError> {
-    let r = load_checkpoint_model(dir.join("checkpoint.ckpt"), model, device)?;
-    let (test_accuracy, test_loss) = evaluate(&r.model, test_set, device);
-    let count = count_model(&r.model, arch, &CountOptions::default())?;
+    let model = match how.weights {
+        Some(path) => SparseInference::load(&model, path)?,
+        None => load_checkpoint_model(how.dir.join("checkpoint.ckpt"), model, how.device)?.model,
+    };
+    let (test_accuracy, test_loss) = evaluate(&model, how.test_set, how.device);
+    let count = count_model(&model, arch, &CountOptions::default())?;
+    let export_bytes = match how.export {
+        Some(path) => Some(SparseInference::save(&model, path)?.bytes),
+        None => None,
+    };
     Ok(Evaluation {
         test_accuracy,
         test_loss,
-        sparsity: r.model.sparsity_report(),
+        sparsity: model.sparsity_report(),
         inference_flops: count.totals.inference_flops,
         inference_flops_ratio: count.totals.inference_flops_ratio,
         size_mb: count.totals.size_mb,
+        export_bytes,
     })
 }

@@ -1256,6 +1256,30 @@ mod tests {
         let eval: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let acc = eval["test_accuracy"].as_f64().unwrap();
         assert!(acc >= 0.9);
+        // `--export` writes the compressed weights; evaluating them gives the same accuracy,
+        // and the file is close to the counted size.
+        let export = dir.path().join("model.bpk");
+        let run = |extra: &[&str]| {
+            let mut args = vec![
+                "rigl",
+                "eval",
+                "--json",
+                "--checkpoint",
+                dir.path().to_str().unwrap(),
+            ];
+            args.extend_from_slice(extra);
+            let mut out = Vec::new();
+            cli(args, &mut out).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let exported = run(&["--export", export.to_str().unwrap()]);
+        let bytes = exported["export_bytes"].as_u64().unwrap();
+        assert_eq!(bytes, std::fs::metadata(&export).unwrap().len());
+        let counted = exported["size_mb"].as_f64().unwrap() * 1e6;
+        assert!((bytes as f64) < counted + 20_000.0, "{bytes} vs {counted}");
+        let from_export = run(&["--weights", export.to_str().unwrap()]);
+        assert_eq!(from_export["test_accuracy"].as_f64().unwrap(), acc);
+        assert_eq!(from_export["sparsity"]["nnz"], eval["sparsity"]["nnz"]);
         let err = cli(
             ["rigl", "eval", "--checkpoint", "/nonexistent"],
             &mut Vec::new(),

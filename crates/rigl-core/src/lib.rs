@@ -28,6 +28,7 @@ mod config;
 mod device_check;
 mod distribution;
 mod error;
+mod export;
 mod init;
 mod io;
 mod layers;
@@ -57,6 +58,7 @@ pub use distribution::{
     Distribution, DistributionLayer, DistributionOutcome, LayerShape, distribute, n_ones, n_zeros,
 };
 pub use error::{Result, SparsityError};
+pub use export::SparseInference;
 pub use io::write_atomic;
 pub use layers::{KernelParam, kernel_params};
 pub use mask::{GradientMode, SparseMask, bools_to_host, floats_to_host};
