@@ -453,6 +453,15 @@ pub enum MaskShape {
     RowsAndColumns,
 }
 
+/// `weight` with zeros where `mask` is `false`.
+fn masked(weight: &[f32], mask: &[bool]) -> Vec<f32> {
+    weight
+        .iter()
+        .zip(mask)
+        .map(|(&w, &m)| if m { w } else { 0.0 })
+        .collect()
+}
+
 /// A sparse linear layer problem: `y = x W`, `dx = dy Wᵀ` and `dW` at the active positions.
 #[derive(Clone, Debug)]
 pub struct SparseMatmulProblem {
@@ -477,11 +486,7 @@ pub struct SparseMatmulProblem {
 impl SparseMatmulProblem {
     /// The weight with zeros at the inactive positions (what the masked dense path uses).
     pub fn masked_weight(&self) -> Vec<f32> {
-        self.weight
-            .iter()
-            .zip(&self.mask)
-            .map(|(&w, &m)| if m { w } else { 0.0 })
-            .collect()
+        masked(&self.weight, &self.mask)
     }
 
     /// Multiply-adds of one dense product: `batch * rows * cols`.
@@ -614,11 +619,7 @@ pub struct SparseConvProblem {
 impl SparseConvProblem {
     /// The weight with zeros at the inactive taps.
     pub fn masked_weight(&self) -> Vec<f32> {
-        self.weight
-            .iter()
-            .zip(&self.mask)
-            .map(|(&w, &m)| if m { w } else { 0.0 })
-            .collect()
+        masked(&self.weight, &self.mask)
     }
 
     /// Multiply-adds of one dense convolution.

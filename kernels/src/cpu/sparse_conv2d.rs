@@ -34,18 +34,6 @@ fn for_planes(
     }
 }
 
-fn check(
-    g: &Conv2dGeometry,
-    pattern: &SparsePattern,
-    operands: [(&'static str, usize, usize); 2],
-) -> Result<(), SparseError> {
-    g.check_pattern(pattern)?;
-    for (name, expected, actual) in operands {
-        SparsePattern::check(name, expected, actual)?;
-    }
-    Ok(())
-}
-
 /// Scratch buffers of the padded planes, reused across calls: a fresh multi-megabyte buffer
 /// costs a page fault per 4 KiB on first touch, which parallel threads take in turn.
 static SCRATCH: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
@@ -237,11 +225,7 @@ pub fn sparse_conv2d(
     g: &Conv2dGeometry,
 ) -> Result<Vec<f32>, SparseError> {
     let [nx, ny, nw] = g.sizes();
-    check(
-        g,
-        pattern,
-        [("x", nx, x.len()), ("weight", nw, weight.len())],
-    )?;
+    g.check_operands(pattern, [("x", nx, x.len()), ("weight", nw, weight.len())])?;
     let ([oh_n, ow_n], taps) = (g.output(), g.taps());
     let ph = Phases::of(g);
     let group = ph.count() * ph.len;
@@ -275,8 +259,7 @@ pub fn sparse_conv2d_input_grad(
     g: &Conv2dGeometry,
 ) -> Result<Vec<f32>, SparseError> {
     let [_, ny, nw] = g.sizes();
-    check(
-        g,
+    g.check_operands(
         pattern,
         [("dy", ny, dy.len()), ("weight", nw, weight.len())],
     )?;
@@ -300,7 +283,7 @@ pub fn sparse_conv2d_weight_grad(
     g: &Conv2dGeometry,
 ) -> Result<Vec<f32>, SparseError> {
     let [nx, ny, _] = g.sizes();
-    check(g, pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
+    g.check_operands(pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
     let ph = Phases::of(g);
     let run = weight_grad_run(g, &ph);
     let xp = ph.split(x, g.batch * g.channels_in, g);
@@ -325,7 +308,7 @@ pub fn sparse_conv2d_backward(
     with_input_grad: bool,
 ) -> Result<(Option<Vec<f32>>, Vec<f32>), SparseError> {
     let [nx, ny, nw] = g.sizes();
-    check(g, pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
+    g.check_operands(pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
     SparsePattern::check("weight", nw, weight.len())?;
     let ph = Phases::of(g);
     let run = weight_grad_run(g, &ph);

@@ -144,6 +144,23 @@ impl Conv2dGeometry {
         SparsePattern::check("pattern columns", self.taps(), pattern.cols())
     }
 
+    /// The pattern fits ([`check_pattern`](Self::check_pattern)) and each operand `(name,
+    /// expected length, actual length)` has its length.
+    ///
+    /// # Errors
+    /// [`SparseError::Shape`] naming the first that does not.
+    pub fn check_operands(
+        &self,
+        pattern: &SparsePattern,
+        operands: [(&'static str, usize, usize); 2],
+    ) -> Result<(), SparseError> {
+        self.check_pattern(pattern)?;
+        for (name, expected, actual) in operands {
+            SparsePattern::check(name, expected, actual)?;
+        }
+        Ok(())
+    }
+
     /// The channel and kernel offsets `(c, i, j)` of tap `k`.
     pub fn tap(&self, k: usize) -> (usize, usize, usize) {
         let [kh, kw] = self.kernel;
@@ -180,18 +197,6 @@ impl Conv2dGeometry {
     }
 }
 
-fn check_operands(
-    g: &Conv2dGeometry,
-    pattern: &SparsePattern,
-    operands: [(&'static str, usize, usize); 2],
-) -> Result<(), SparseError> {
-    g.check_pattern(pattern)?;
-    for (name, expected, actual) in operands {
-        SparsePattern::check(name, expected, actual)?;
-    }
-    Ok(())
-}
-
 /// `y = conv2d(x, W)` over the active taps of `W`.
 ///
 /// # Shapes
@@ -207,11 +212,7 @@ pub fn sparse_conv2d(
     g: &Conv2dGeometry,
 ) -> Result<Vec<f32>, SparseError> {
     let [nx, ny, nw] = g.sizes();
-    check_operands(
-        g,
-        pattern,
-        [("x", nx, x.len()), ("weight", nw, weight.len())],
-    )?;
+    g.check_operands(pattern, [("x", nx, x.len()), ("weight", nw, weight.len())])?;
     let ([h, w], [oh_n, ow_n], taps) = (g.input, g.output(), g.taps());
     let mut y = vec![0.0f32; ny];
     for b in 0..g.batch {
@@ -252,8 +253,7 @@ pub fn sparse_conv2d_input_grad(
     g: &Conv2dGeometry,
 ) -> Result<Vec<f32>, SparseError> {
     let [nx, ny, nw] = g.sizes();
-    check_operands(
-        g,
+    g.check_operands(
         pattern,
         [("dy", ny, dy.len()), ("weight", nw, weight.len())],
     )?;
@@ -306,7 +306,7 @@ pub fn sparse_conv2d_weight_grad(
     g: &Conv2dGeometry,
 ) -> Result<Vec<f32>, SparseError> {
     let [nx, ny, nw] = g.sizes();
-    check_operands(g, pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
+    g.check_operands(pattern, [("x", nx, x.len()), ("dy", ny, dy.len())])?;
     let ([h, w], [oh_n, ow_n], taps) = (g.input, g.output(), g.taps());
     let mut dw = vec![0.0f32; nw];
     for o in 0..g.channels_out {
