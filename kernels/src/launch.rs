@@ -420,6 +420,148 @@ pub(crate) fn sparse_backward(
     (dx, dw)
 }
 
+/// A contiguous float tensor of `shape` on the device of `like`, uninitialised.
+fn empty_float4(like: &CubeTensor, shape: [usize; 4]) -> CubeTensor {
+    let n: usize = shape.iter().product();
+    let handle = like.client.empty(n.max(1) * DType::F32.size());
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::new(shape),
+        handle,
+        DType::F32,
+    )
+}
+
+/// The geometry table of [`components::sparse_conv2d`].
+fn conv_geometry(like: &CubeTensor, g: &crate::Conv2dGeometry) -> CubeTensor {
+    let [oh, ow] = g.output();
+    let table = [
+        g.batch,
+        g.channels_in,
+        g.channels_out,
+        g.input[0],
+        g.input[1],
+        oh,
+        ow,
+        g.kernel[0],
+        g.kernel[1],
+        g.stride[0],
+        g.stride[1],
+        g.padding[0].0,
+        g.padding[1].0,
+        g.dilation[0],
+        g.dilation[1],
+        g.pitch(),
+    ];
+    upload_u32(like, &u32s(&table))
+}
+
+/// `y = conv2d(x, W)` over the active taps of `pattern` (`f32`).
+pub(crate) fn sparse_conv_forward(
+    x: CubeTensor,
+    weight: CubeTensor,
+    pattern: &crate::SparsePattern,
+    g: &crate::Conv2dGeometry,
+) -> CubeTensor {
+    let (x, weight) = (into_contiguous(x), into_contiguous(weight));
+    let [oh, ow] = g.output();
+    let y = empty_float4(&x, [g.batch, g.channels_out, oh, ow]);
+    let n = g.batch * g.channels_out * oh * ow;
+    if n == 0 {
+        return y;
+    }
+    let (row_ptr, row_col, geo) = (
+        upload_u32(&x, &u32s(pattern.row_ptr())),
+        upload_u32(&x, pattern.row_entries()),
+        conv_geometry(&x, g),
+    );
+    components::sparse_conv2d::sparse_conv_forward::launch(
+        &x.client,
+        grid(n.div_ceil(CUBE_SIZE as usize)),
+        CubeDim::new_1d(CUBE_SIZE),
+        x.clone().into_buffer_arg(),
+        weight.into_buffer_arg(),
+        row_ptr.into_buffer_arg(),
+        row_col.into_buffer_arg(),
+        geo.into_buffer_arg(),
+        y.clone().into_buffer_arg(),
+        burn::backend::cubecl::dtype_to_storage_type(DType::F32),
+    );
+    y
+}
+
+/// `dx` (when `input_grad`, else an empty tensor) and the zero-filled `dW` with its active
+/// taps.
+pub(crate) fn sparse_conv_backward(
+    x: CubeTensor,
+    dy: CubeTensor,
+    weight: CubeTensor,
+    pattern: &crate::SparsePattern,
+    g: &crate::Conv2dGeometry,
+    input_grad: bool,
+) -> (CubeTensor, CubeTensor) {
+    let (x, dy, weight) = (
+        into_contiguous(x),
+        into_contiguous(dy),
+        into_contiguous(weight),
+    );
+    let client = x.client.clone();
+    let cube_dim = CubeDim::new_1d(CUBE_SIZE);
+    let f32_type = burn::backend::cubecl::dtype_to_storage_type(DType::F32);
+    let geo = conv_geometry(&x, g);
+    let [nx, _, nw] = g.sizes();
+    let dx = if input_grad {
+        let dx = empty_float4(&x, [g.batch, g.channels_in, g.input[0], g.input[1]]);
+        if nx > 0 {
+            let c = pattern.columns();
+            components::sparse_conv2d::sparse_conv_input_grad::launch(
+                &client,
+                grid(nx.div_ceil(CUBE_SIZE as usize)),
+                cube_dim,
+                dy.clone().into_buffer_arg(),
+                weight.into_buffer_arg(),
+                upload_u32(&x, &c.col_ptr).into_buffer_arg(),
+                upload_u32(&x, &c.col_row).into_buffer_arg(),
+                geo.clone().into_buffer_arg(),
+                dx.clone().into_buffer_arg(),
+                f32_type,
+            );
+        }
+        dx
+    } else {
+        empty_float4(&x, [0, 0, 0, 0])
+    };
+    let dw = empty_float4(
+        &x,
+        [g.channels_out, g.channels_in, g.kernel[0], g.kernel[1]],
+    );
+    if nw > 0 {
+        fill::fill_zero::launch(
+            &client,
+            grid(nw.div_ceil(CUBE_SIZE as usize)),
+            cube_dim,
+            dw.clone().into_buffer_arg(),
+            f32_type,
+        );
+    }
+    if pattern.nnz() > 0 && g.batch > 0 {
+        components::sparse_conv2d::sparse_conv_weight_grad::launch(
+            &client,
+            grid(pattern.nnz().div_ceil(CUBE_SIZE as usize)),
+            cube_dim,
+            x.into_buffer_arg(),
+            dy.into_buffer_arg(),
+            upload_u32(&dw, &pattern.columns().entry_row).into_buffer_arg(),
+            upload_u32(&dw, pattern.row_entries()).into_buffer_arg(),
+            geo.into_buffer_arg(),
+            dw.clone().into_buffer_arg(),
+            f32_type,
+        );
+    }
+    (dx, dw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

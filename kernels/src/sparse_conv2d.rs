@@ -10,11 +10,14 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Tensor};
 use std::sync::Arc;
 
-/// Whether [`sparse_conv2d`] runs on `device` for `dtype` tensors (the CPU backend, `f32`);
+/// Whether [`sparse_conv2d`] runs on `device` for `dtype` tensors (the CPU and CubeCL
+/// backends, `f32`);
 /// when not, it returns [`SparseError::Unsupported`] naming what is missing.
 pub fn sparse_conv2d_support(device: &Device, dtype: DType) -> Result<(), SparseError> {
     match device.as_dispatch().clone().inner() {
         DispatchDevice::Flex(_) => {}
+        #[cfg(feature = "cube")]
+        DispatchDevice::Cube(_) => {}
         #[allow(unreachable_patterns)]
         other => {
             return Err(SparseError::Unsupported {

@@ -560,3 +560,107 @@ fn sparse_convolutions_fast_cpu_equals_reference() {
         }
     }
 }
+
+/// The tensor-level sparse convolution on `device`, forward and both gradients (through
+/// autodiff), against the CPU reference: within `(terms + 2) * f32::EPSILON * sum |terms|` of
+/// each value (the sums of `|terms|` are the reference on `|x|`, `|W|`, `|dy|`), and exactly
+/// zero at inactive taps. The catalogue's weights are NaN at inactive taps, so a kernel that
+/// reads one fails.
+fn check_sparse_conv(max_work: usize, device: &Device) {
+    use burn::tensor::ops::ConvOptions;
+    use rigl_kernels::catalogue::sparse_conv_catalogue;
+    use rigl_kernels::cpu_reference::{
+        sparse_conv2d as forward, sparse_conv2d_input_grad as input_grad,
+        sparse_conv2d_weight_grad as weight_grad,
+    };
+    use rigl_kernels::{SparsePattern, sparse_conv2d};
+    use std::sync::Arc;
+    let device = device.clone().autodiff();
+    let problems = sparse_conv_catalogue(max_work);
+    assert!(problems.len() >= 30, "{} problems", problems.len());
+    for p in &problems {
+        let g = p.geometry;
+        let pattern =
+            Arc::new(SparsePattern::from_mask(g.channels_out, g.taps(), &p.mask).unwrap());
+        let [oh, ow] = g.output();
+        let xs = [g.batch, g.channels_in, g.input[0], g.input[1]];
+        let ws = [g.channels_out, g.channels_in, g.kernel[0], g.kernel[1]];
+        let ys = [g.batch, g.channels_out, oh, ow];
+        let options = ConvOptions {
+            stride: g.stride,
+            padding: g.padding,
+            dilation: g.dilation,
+            groups: 1,
+        };
+        let x = Tensor::<4>::from_data(TensorData::new(p.x.clone(), xs), &device).require_grad();
+        let w =
+            Tensor::<4>::from_data(TensorData::new(p.weight.clone(), ws), &device).require_grad();
+        let dy = Tensor::<4>::from_data(TensorData::new(p.dy.clone(), ys), &device);
+        let y = sparse_conv2d(x.clone(), w.clone(), &pattern, &options).unwrap();
+        let grads = (y.clone() * dy).sum().backward();
+        let host = |t: Tensor<4>| {
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap()
+        };
+        let got = [
+            host(y),
+            host(x.grad(&grads).unwrap()),
+            host(w.grad(&grads).unwrap()),
+        ];
+        let want = [
+            forward(&p.x, &p.weight, &pattern, &g).unwrap(),
+            input_grad(&p.dy, &p.weight, &pattern, &g).unwrap(),
+            weight_grad(&p.x, &p.dy, &pattern, &g).unwrap(),
+        ];
+        let abs = |v: &[f32]| v.iter().map(|v| v.abs()).collect::<Vec<_>>();
+        let (ax, aw, ady) = (abs(&p.x), abs(&p.weight), abs(&p.dy));
+        let mag = [
+            forward(&ax, &aw, &pattern, &g).unwrap(),
+            input_grad(&ady, &aw, &pattern, &g).unwrap(),
+            weight_grad(&ax, &ady, &pattern, &g).unwrap(),
+        ];
+        let terms = [
+            g.taps(),
+            g.channels_out * g.kernel[0] * g.kernel[1],
+            g.batch * oh * ow,
+        ];
+        for (n, what) in ["forward", "input gradient", "weight gradient"]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(got[n].len(), want[n].len(), "{what} of {}", p.name);
+            for (e, (a, b)) in got[n].iter().zip(&want[n]).enumerate() {
+                let bound = (terms[n] as f32 + 2.0) * f32::EPSILON * mag[n][e] * 1.01;
+                assert!(
+                    (a - b).abs() <= bound,
+                    "{what} of {} at {e}: {a} vs {b}",
+                    p.name
+                );
+            }
+        }
+        assert!(
+            got[2]
+                .iter()
+                .zip(&p.mask)
+                .all(|(v, &m)| m || v.to_bits() == 0),
+            "{}: gradient at an inactive tap",
+            p.name
+        );
+    }
+}
+
+#[test]
+fn sparse_conv_on_the_cpu_backend_equals_reference() {
+    check_sparse_conv(2_000_000, &Device::flex());
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn sparse_conv_on_wgpu_equals_reference() {
+    check_sparse_conv(
+        2_000_000,
+        &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+    );
+}

@@ -1,6 +1,7 @@
 //! The backend extension of sparse convolutions: [`crate::cpu_reference::sparse_conv2d()`] and
 //! its two gradients as backend operations, implemented for the CPU backend (Flex, the fast CPU
-//! path of [`crate::cpu::sparse_conv2d`]) and Autodiff, whose hand-written backward runs the
+//! path of [`crate::cpu::sparse_conv2d`]), the CubeCL backends (wgpu, CUDA:
+//! [`crate::components::sparse_conv2d`]) and Autodiff, whose hand-written backward runs the
 //! sparse input and weight gradients.
 //!
 //! Call them through [`crate::sparse_conv2d()`]; these are the primitives, with shapes already
@@ -22,10 +23,11 @@ use std::sync::Arc;
 
 /// Sparse 2-D convolutions over the active taps of a [`SparsePattern`] (`[channels_out,
 /// channels_in * kh * kw]`).
-#[burn::backend::backend_extension(Flex, Autodiff)]
+#[burn::backend::backend_extension(Cube: cfg(feature = "cube"), Flex, Fusion: cfg(feature = "cube"), Autodiff)]
 pub trait SparseConv2dBackend: burn::backend::Backend {
     /// `y = conv2d(x, W)`: `x` `[batch, channels_in, h, w]`, `weight` `[channels_out,
     /// channels_in, kh, kw]` (inactive values not read); returns `[batch, channels_out, oh, ow]`.
+    #[fusion(meta = |x, _weight, _pattern, geometry| forward_spec(x, geometry))]
     fn sparse_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -36,6 +38,7 @@ pub trait SparseConv2dBackend: burn::backend::Backend {
     /// Both gradients of [`sparse_conv2d`](SparseConv2dBackend::sparse_conv2d) from the output
     /// gradient `dy`: `dx` like `x` (an empty tensor unless `input_grad`) and `dW` like the
     /// weight, zero at inactive taps.
+    #[fusion(meta = |x, _dy, _weight, _pattern, geometry, input_grad| backward_specs(x, geometry, *input_grad))]
     fn sparse_conv2d_backward(
         x: FloatTensor<Self>,
         dy: FloatTensor<Self>,
@@ -44,6 +47,64 @@ pub trait SparseConv2dBackend: burn::backend::Backend {
         geometry: Conv2dGeometry,
         input_grad: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// Output metadata for fusion: `y` like the convolution's output, in `x`'s dtype.
+#[cfg(feature = "cube")]
+fn forward_spec(
+    x: &burn::backend::fusion::custom::TensorSpec,
+    g: &Conv2dGeometry,
+) -> burn::backend::fusion::custom::TensorSpec {
+    burn::backend::fusion::custom::TensorSpec::new(
+        burn::backend::Shape::new(output_shape(g)),
+        x.dtype,
+    )
+}
+
+/// Output metadata for fusion: `dx` like the input (empty unless `input_grad`), `dW` like the
+/// weight.
+#[cfg(feature = "cube")]
+fn backward_specs(
+    x: &burn::backend::fusion::custom::TensorSpec,
+    g: &Conv2dGeometry,
+    input_grad: bool,
+) -> (
+    burn::backend::fusion::custom::TensorSpec,
+    burn::backend::fusion::custom::TensorSpec,
+) {
+    use burn::backend::fusion::custom::TensorSpec;
+    let dx = if input_grad {
+        input_shape(g)
+    } else {
+        [0, 0, 0, 0]
+    };
+    (
+        TensorSpec::new(burn::backend::Shape::new(dx), x.dtype),
+        TensorSpec::new(burn::backend::Shape::new(weight_shape(g)), x.dtype),
+    )
+}
+
+#[cfg(feature = "cube")]
+impl SparseConv2dBackend for burn_cubecl::CubeBackend {
+    fn sparse_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+        geometry: Conv2dGeometry,
+    ) -> FloatTensor<Self> {
+        crate::launch::sparse_conv_forward(x, weight, &pattern, &geometry)
+    }
+
+    fn sparse_conv2d_backward(
+        x: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pattern: Arc<SparsePattern>,
+        geometry: Conv2dGeometry,
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        crate::launch::sparse_conv_backward(x, dy, weight, &pattern, &geometry, input_grad)
+    }
 }
 
 fn from_vec(values: Vec<f32>, shape: [usize; 4], like: &FloatTensor<Flex>) -> FloatTensor<Flex> {

@@ -27,6 +27,7 @@ pub mod fill;
 pub mod keys;
 pub mod philox;
 pub mod select_mask;
+pub mod sparse_conv2d;
 pub mod sparse_linear;
 
 /// Units per cube in every kernel.

@@ -49,7 +49,8 @@ pub struct SparseConv2dConfig {
 /// It runs the direct sparse convolution ([`rigl_kernels::sparse_conv2d`]) when the mask is in
 /// [`GradientMode::Masked`], the policy ([`SparseExecution::conv_runs_sparse`]) says so for
 /// the mask's density, the convolution is not grouped and the backend has kernels (the CPU
-/// backend, `f32`); otherwise it computes exactly as [`Conv2d`] does on the masked weight.
+/// and CubeCL backends, `f32`); otherwise it computes exactly as [`Conv2d`] does on the masked
+/// weight.
 /// Falling back for a reason other than the policy is logged once (warn level). The gradient
 /// of the stored weight is zero at inactive positions in both paths. Its record is
 /// [`Conv2d`]'s, so burn-nn records load and vice versa.

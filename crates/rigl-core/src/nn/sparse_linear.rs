@@ -36,7 +36,7 @@ pub struct SparseLinearConfig {
 ///
 /// It runs the sparse kernels ([`rigl_kernels::sparse_linear`]) when the mask is in
 /// [`GradientMode::Masked`], the policy ([`SparseExecution`]) says so for the mask's density and
-/// the backend has kernels (the CPU backend, `f32`); otherwise it computes exactly as
+/// the backend has kernels (the CPU and CubeCL backends, `f32`); otherwise it computes exactly as
 /// [`Linear`] does on the masked weight. Falling back for a reason other than the policy is
 /// logged once (warn level). The gradient of the stored weight is zero at inactive positions
 /// in both paths. Its record is [`Linear`]'s (`weight`, `bias`, and the mask at
