@@ -295,8 +295,8 @@ pub(crate) fn philox_u32(
 }
 
 /// A contiguous float tensor of `shape` on the device of `like`, uninitialised.
-fn empty_float(like: &CubeTensor, shape: [usize; 2]) -> CubeTensor {
-    let n = shape[0] * shape[1];
+fn empty_float<const D: usize>(like: &CubeTensor, shape: [usize; D]) -> CubeTensor {
+    let n: usize = shape.iter().product();
     let handle = like.client.empty(n.max(1) * DType::F32.size());
     CubeTensor::new_contiguous(
         like.client.clone(),
@@ -420,19 +420,6 @@ pub(crate) fn sparse_backward(
     (dx, dw)
 }
 
-/// A contiguous float tensor of `shape` on the device of `like`, uninitialised.
-fn empty_float4(like: &CubeTensor, shape: [usize; 4]) -> CubeTensor {
-    let n: usize = shape.iter().product();
-    let handle = like.client.empty(n.max(1) * DType::F32.size());
-    CubeTensor::new_contiguous(
-        like.client.clone(),
-        like.device.clone(),
-        Shape::new(shape),
-        handle,
-        DType::F32,
-    )
-}
-
 /// The geometry table of [`components::sparse_conv2d`].
 fn conv_geometry(like: &CubeTensor, g: &crate::Conv2dGeometry) -> CubeTensor {
     let [oh, ow] = g.output();
@@ -466,7 +453,7 @@ pub(crate) fn sparse_conv_forward(
 ) -> CubeTensor {
     let (x, weight) = (into_contiguous(x), into_contiguous(weight));
     let [oh, ow] = g.output();
-    let y = empty_float4(&x, [g.batch, g.channels_out, oh, ow]);
+    let y = empty_float(&x, [g.batch, g.channels_out, oh, ow]);
     let n = g.batch * g.channels_out * oh * ow;
     if n == 0 {
         return y;
@@ -512,7 +499,7 @@ pub(crate) fn sparse_conv_backward(
     let geo = conv_geometry(&x, g);
     let [nx, _, nw] = g.sizes();
     let dx = if input_grad {
-        let dx = empty_float4(&x, [g.batch, g.channels_in, g.input[0], g.input[1]]);
+        let dx = empty_float(&x, [g.batch, g.channels_in, g.input[0], g.input[1]]);
         if nx > 0 {
             let c = pattern.columns();
             components::sparse_conv2d::sparse_conv_input_grad::launch(
@@ -530,9 +517,9 @@ pub(crate) fn sparse_conv_backward(
         }
         dx
     } else {
-        empty_float4(&x, [0, 0, 0, 0])
+        empty_float(&x, [0, 0, 0, 0])
     };
-    let dw = empty_float4(
+    let dw = empty_float(
         &x,
         [g.channels_out, g.channels_in, g.kernel[0], g.kernel[1]],
     );
