@@ -3,6 +3,7 @@
 use crate::distribution::Distribution;
 use crate::error::{Result, SparsityError, check_sparsity};
 use crate::mask::GradientMode;
+use crate::structure::Structure;
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,11 @@ pub struct SparsityConfig {
     /// Seed of the counter-based generator behind random masks.
     #[config(default = 0)]
     pub seed: u64,
+    /// The structure masks keep (see [`crate::Structure`]). N:M fixes every sparse layer's
+    /// sparsity at `1 - n / m`, so `sparsity` must equal it, and custom sparsities may only
+    /// keep a layer dense (0) or equal it; constant fan-in follows the distribution.
+    #[config(default = "Structure::Unstructured")]
+    pub structure: Structure,
 }
 
 impl SparsityConfig {
@@ -132,12 +138,20 @@ impl SparsityConfig {
         self
     }
 
+    /// N:M structure (`n` active of every `m` consecutive inputs of an output), at its sparsity
+    /// `1 - n / m`.
+    pub fn n_m(n: usize, m: usize) -> Self {
+        let structure = Structure::NM { n, m };
+        Self::new(structure.implied_sparsity().unwrap_or(0.0)).with_structure(structure)
+    }
+
     /// Check every value that does not depend on the model.
     ///
     /// # Errors
     /// [`SparsityError::InvalidSparsity`] for a global, first- or last-layer sparsity outside
     /// `[0, 1)`, [`SparsityError::InvalidCustomSparsity`] for a custom value outside `[0, 1]`,
-    /// and [`SparsityError::InvalidPowerScale`] for a non-finite ERK power.
+    /// [`SparsityError::InvalidPowerScale`] for a non-finite ERK power, and
+    /// [`SparsityError::InvalidStructure`] for an invalid N:M or a sparsity it contradicts.
     pub fn validate(&self) -> Result<()> {
         check_sparsity("global", self.sparsity)?;
         if let Some(s) = self.first_layer_sparsity {
@@ -156,6 +170,32 @@ impl SparsityConfig {
         }
         if !self.erk_power_scale.is_finite() {
             return Err(SparsityError::InvalidPowerScale(self.erk_power_scale));
+        }
+        self.structure.validate()?;
+        if let Some(implied) = self.structure.implied_sparsity() {
+            let agrees = |s: f64| (s - implied).abs() < 1e-9;
+            if !agrees(self.sparsity) {
+                return Err(SparsityError::InvalidStructure(format!(
+                    "{} makes every sparse layer {implied} sparse, but the sparsity is {}",
+                    self.structure, self.sparsity
+                )));
+            }
+            let rules = [
+                ("first-layer", self.first_layer_sparsity),
+                ("last-layer", self.last_layer_sparsity),
+            ];
+            let custom = self.custom.iter().map(|(p, s)| (p.as_str(), Some(*s)));
+            for (what, value) in rules.into_iter().chain(custom) {
+                if let Some(s) = value
+                    && s != 0.0
+                    && !agrees(s)
+                {
+                    return Err(SparsityError::InvalidStructure(format!(
+                        "{} makes every sparse layer {implied} sparse, but `{what}` asks for {s} (0 keeps it dense)",
+                        self.structure
+                    )));
+                }
+            }
         }
         Ok(())
     }

@@ -148,6 +148,32 @@ pub enum SparsityError {
     /// An optimizer state that cannot be read or rewritten.
     #[error("optimizer state: {0}")]
     OptimizerState(String),
+    /// A structure whose values make no sense (N:M with `n >= m`), or that conflicts with
+    /// another setting.
+    #[error("invalid structure: {0}")]
+    InvalidStructure(String),
+    /// A layer that cannot carry the configured structure.
+    #[error("`{path}` cannot be structured: {reason}")]
+    Structure {
+        /// The parameter path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A mask that breaks its layer's structure (a corrupt or foreign checkpoint).
+    #[error(
+        "the mask of `{path}` breaks its structure: group {group} has {active} active connections, not {expected}"
+    )]
+    StructureViolation {
+        /// The parameter path.
+        path: String,
+        /// The group (in the layer's output-major view).
+        group: usize,
+        /// Its active connections.
+        active: usize,
+        /// What the structure asks for.
+        expected: usize,
+    },
     /// A path that names no sparse weight of the model.
     #[error("`{path}` is not a sparse weight of this model")]
     UnknownLayer {

@@ -45,6 +45,7 @@ mod plan;
 mod report;
 mod schedule;
 mod sparsify;
+mod structure;
 mod trainer;
 pub mod updater;
 
@@ -67,6 +68,7 @@ pub use plan::{LayerRole, PlannedLayer, SparsityPlan};
 pub use report::{LayerReport, SparsityReport};
 pub use schedule::{DropAnneal, UpdateSchedule, gradual_sparsity};
 pub use sparsify::Sparsify;
+pub use structure::{Groups, Structure};
 pub use trainer::{
     DstConfig, GrowInit, LayerUpdateStats, SparseTrainer, StepOutcome, TrainerState, UpdateStats,
 };

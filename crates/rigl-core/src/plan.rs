@@ -4,6 +4,7 @@ use crate::config::SparsityConfig;
 use crate::distribution::{DistributionLayer, LayerShape, distribute, n_ones};
 use crate::error::{Result, SparsityError};
 use crate::pattern::matches_param;
+use crate::structure::Groups;
 use serde::{Deserialize, Serialize};
 
 /// Why a layer has the sparsity it has.
@@ -37,6 +38,9 @@ pub struct PlannedLayer {
     pub n_active: usize,
     /// Why.
     pub role: LayerRole,
+    /// The groups the mask is structured in (see [`crate::Structure`]); `None`: unstructured.
+    #[serde(default)]
+    pub groups: Option<Groups>,
 }
 
 impl PlannedLayer {
@@ -172,7 +176,7 @@ impl SparsityPlan {
             .iter()
             .enumerate()
             .map(|(i, (path, shape))| {
-                let (masked, sparsity, role) = match dist_index[i] {
+                let (masked, mut sparsity, role) = match dist_index[i] {
                     Some(d) => {
                         let role = if outcome.dense.contains(&d) {
                             LayerRole::DenseByDistribution
@@ -183,16 +187,29 @@ impl SparsityPlan {
                     }
                     None => (false, 0.0, roles[i]),
                 };
-                PlannedLayer {
+                let mut n_active = n_ones(sparsity, shape.numel());
+                let mut groups = None;
+                if masked && sparsity > 0.0 {
+                    // N:M fixes the sparsity of every sparse layer; constant fan-in rounds the
+                    // distribution's count to a whole number per output.
+                    let structured = config.structure.implied_sparsity().unwrap_or(sparsity);
+                    groups = Groups::of_layer(config.structure, path, shape, structured)?;
+                    if let Some(g) = &groups {
+                        n_active = g.n_active();
+                        sparsity = 1.0 - n_active as f64 / shape.numel().max(1) as f64;
+                    }
+                }
+                Ok(PlannedLayer {
                     path: path.clone(),
                     shape: shape.clone(),
                     masked,
                     sparsity,
-                    n_active: n_ones(sparsity, shape.numel()),
+                    n_active,
                     role,
-                }
+                    groups,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Self {
             layers,
             eps: outcome.eps,

@@ -2,7 +2,9 @@
 
 use crate::config::{MaskInit, SparsityConfig};
 use crate::error::{Result, SparsityError};
-use crate::init::{magnitude_mask, random_mask};
+use crate::init::{
+    magnitude_mask, random_mask, structured_magnitude_mask, structured_random_mask,
+};
 use crate::layers::{KernelParam, kernel_params};
 #[cfg(test)]
 use crate::mask::floats_to_host;
@@ -106,18 +108,24 @@ pub trait Sparsify: Module + Sized {
         };
         let mut masks = HashMap::new();
         for (l, k) in masked {
-            let mask = match config.init {
-                MaskInit::Random => {
+            let mask = match (config.init, &l.groups) {
+                (MaskInit::Random, None) => {
                     random_mask(config.seed, &l.path, 0, l.numel(), l.n_active, &k.device)?
                 }
-                MaskInit::Dense => Tensor::<1, Bool>::ones([l.numel()], &k.device),
-                MaskInit::Magnitude => {
+                (MaskInit::Random, Some(g)) => {
+                    structured_random_mask(config.seed, &l.path, 0, g, &k.device)?
+                }
+                (MaskInit::Dense, _) => Tensor::<1, Bool>::ones([l.numel()], &k.device),
+                (MaskInit::Magnitude, groups) => {
                     let w = weights
                         .remove(&l.path)
                         .ok_or_else(|| SparsityError::UnknownLayer {
                             path: l.path.clone(),
                         })?;
-                    magnitude_mask(&l.path, w, l.n_active)?
+                    match groups {
+                        None => magnitude_mask(&l.path, w, l.n_active)?,
+                        Some(g) => structured_magnitude_mask(&l.path, w, g)?,
+                    }
                 }
             };
             masks.insert(l.path.clone(), NewMask::Tensor(Box::new(mask)));

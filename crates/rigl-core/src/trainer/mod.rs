@@ -545,7 +545,7 @@ impl SparseTrainer {
             ));
         }
         let counts = count_true(checked.iter().map(|(_, m)| m.clone()).collect());
-        for ((l, _), nnz) in checked.iter().zip(counts) {
+        for ((l, _), &nnz) in checked.iter().zip(&counts) {
             let (fewest, most) = match &self.updater {
                 Some(u) => u.active_bounds(l, self.state.updates),
                 None => (l.n_active, l.n_active),
@@ -562,6 +562,23 @@ impl SparseTrainer {
                     l.path,
                     l.numel()
                 ));
+            }
+        }
+        // A structured mask at its planned count must keep its structure (before SNIP's shot
+        // and while gradual pruning ramps, masks hold more and are not checked).
+        for ((l, mask), &nnz) in checked.iter().zip(&counts) {
+            if let Some(g) = &l.groups
+                && nnz == l.n_active
+            {
+                let view = crate::mask::bools_to_host(g.to_view(mask.clone()));
+                if let Some((group, active)) = g.first_violation(&view) {
+                    return Err(SparsityError::StructureViolation {
+                        path: l.path.clone(),
+                        group,
+                        active,
+                        expected: g.k,
+                    });
+                }
             }
         }
         Ok(())

@@ -7,6 +7,7 @@ use crate::schedule::DropAnneal;
 use crate::sparsify::read_weights;
 use crate::test_utils::{Mlp, masks};
 use crate::updater::UpdateContext;
+use crate::Structure;
 use burn::optim::ModuleOptimizer;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
@@ -1163,4 +1164,127 @@ proptest! {
             _ => check!(crate::optim::SparseAdamWConfig::new().init()),
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// For every method and structure, after every step: every structured layer's mask keeps
+    /// its structure in its output-major view (N:M: `n` of every `m` consecutive inputs of an
+    /// output; constant fan-in: the same count per output); SNIP is dense before its shot and
+    /// gradual pruning holds the same count in every group, ramping from dense to `k`; new
+    /// connections start at zero weight.
+    #[test]
+    fn structure_holds_after_every_update(
+        method in prop::sample::select(Method::ALL.to_vec()),
+        structure in prop::sample::select(vec![
+            Structure::NM { n: 2, m: 4 },
+            Structure::NM { n: 1, m: 4 },
+            Structure::NM { n: 3, m: 4 },
+            Structure::NM { n: 1, m: 2 },
+            Structure::ConstantFanIn,
+        ]),
+        fan_in_sparsity in 0.3f64..0.95,
+        erk in any::<bool>(),
+        last_dense in any::<bool>(),
+        allow_regrow in any::<bool>(),
+        drop in 0.05f64..0.9,
+        seed in 0u64..1000,
+    ) {
+        let d = device();
+        let sparsity = structure.implied_sparsity().unwrap_or(fan_in_sparsity);
+        let mut config = if erk { SparsityConfig::erk(sparsity) } else { SparsityConfig::uniform(sparsity) }
+            .with_structure(structure)
+            .with_seed(seed);
+        if last_dense {
+            config = config.last_layer_dense();
+        }
+        let dst = DstConfig::new(method)
+            .with_frequency(2)
+            .with_end_step(10)
+            .with_drop_fraction(drop)
+            .with_drop_anneal(DropAnneal::Constant)
+            .with_allow_regrow(allow_regrow);
+        let (model, mut trainer) = SparseTrainer::init(Mlp::new([8, 12, 8, 4], &d), &config, dst).unwrap();
+        let Some(plan) = trainer.plan().cloned() else {
+            // Dense training: nothing is masked.
+            prop_assert_eq!(method, Method::Dense);
+            return Ok(());
+        };
+        let mut optim = sgd();
+        let mut model = model;
+        let mut before = masks_by_path(&model);
+        let mut updates = 0;
+        let mut checked = 0;
+        for i in 0..14 {
+            let g = model.grads(i, 6, &d);
+            let out = trainer.step(model, &mut optim, 0.05, g).unwrap();
+            model = out.model;
+            updates += out.update.is_some() as usize;
+            let now = masks_by_path(&model);
+            for ((path, m), (_, b)) in now.iter().zip(&before) {
+                let l = plan.layer(path).unwrap();
+                let Some(groups) = &l.groups else {
+                    continue;
+                };
+                checked += 1;
+                let view = bools_to_host(groups.to_view(Tensor::<1, Bool>::from_data(
+                    TensorData::new(m.clone(), [m.len()]),
+                    &d,
+                )));
+                let per_group: Vec<usize> = view.chunks(groups.len).map(|c| c.iter().filter(|&&x| x).count()).collect();
+                match method {
+                    Method::Snip if updates == 0 => prop_assert!(m.iter().all(|&x| x)),
+                    Method::Prune => {
+                        prop_assert!(per_group.iter().all(|&c| c == per_group[0] && c >= groups.k), "prune {} {}: {:?}", structure, path, per_group);
+                        if trainer.step_count() > 12 {
+                            prop_assert_eq!(per_group[0], groups.k);
+                        }
+                    }
+                    _ => prop_assert_eq!(groups.first_violation(&view), None, "{} {} {} at call {}", method, structure, path, i),
+                }
+                if method != Method::Prune {
+                    let w = kernel_at(&model, path);
+                    prop_assert!((0..m.len()).filter(|&k| m[k] && !b[k]).all(|k| w[k] == 0.0), "{}: a new connection of {} is not zero", method, path);
+                }
+            }
+            before = now;
+        }
+        prop_assert!(checked > 0, "no structured layer was checked");
+    }
+}
+
+#[test]
+fn structured_rigl_changes_connections_and_keeps_two_of_four() {
+    // Drop and grow must actually move connections inside the structure, not freeze it.
+    let d = device();
+    let config = SparsityConfig::n_m(2, 4).last_layer_dense().with_seed(5);
+    let dst = DstConfig::new(Method::Rigl)
+        .with_frequency(2)
+        .with_end_step(100)
+        .with_drop_fraction(0.5)
+        .with_drop_anneal(DropAnneal::Constant);
+    let (model, mut trainer) =
+        SparseTrainer::init(Mlp::new([8, 12, 8, 4], &d), &config, dst).unwrap();
+    let plan = trainer.plan().unwrap().clone();
+    let start = masks_by_path(&model);
+    let mut optim = sgd();
+    let mut changed = 0;
+    let end = run(model, &mut trainer, &mut optim, 9, |m, out, _| {
+        if let Some(stats) = &out.update {
+            changed += stats.layers.iter().map(|l| l.reset).sum::<usize>();
+        }
+        for (path, mask) in masks_by_path(m) {
+            let l = plan.layer(&path).unwrap();
+            let g = l.groups.as_ref().unwrap();
+            let t = Tensor::<1, Bool>::from_data(TensorData::new(mask.clone(), [mask.len()]), &d);
+            assert_eq!(g.first_violation(&bools_to_host(g.to_view(t))), None, "{path}");
+            assert_eq!(mask.iter().filter(|&&b| b).count(), l.n_active);
+        }
+    });
+    assert!(changed > 0, "no connection moved");
+    assert_eq!(plan.layers[0].n_active, 48);
+    assert_eq!(plan.layers[1].n_active, 48);
+    assert!(plan.layers[2].groups.is_none() && !plan.layers[2].masked);
+    assert_ne!(start, masks_by_path(&end));
 }

@@ -9,7 +9,7 @@ use crate::module_path::ModulePath;
 use crate::optim::SparseOptimizer;
 use crate::param_context::ParamContext;
 use crate::sparsify::{Sparsify, flat_weights};
-use crate::updater::{LayerSlot, MaskUpdater, UpdateContext, UpdateInput};
+use crate::updater::{LayerSlot, MaskUpdater, UpdateContext, UpdateDecision, UpdateInput};
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use std::collections::HashMap;
@@ -83,6 +83,12 @@ impl SparseTrainer {
                 }
                 count_true(parts)
             }
+        };
+        // Structured layers were decided on their output-major views.
+        let decision = UpdateDecision {
+            mask: input.to_stored(decision.mask),
+            reset: input.to_stored(decision.reset),
+            changes: decision.changes,
         };
         let mut new_masks = HashMap::new();
         let mut resets = HashMap::new();
@@ -172,6 +178,7 @@ impl SparseTrainer {
         let mut weights = flat_weights(model, layers.iter().map(|(l, _)| l.path.as_str()));
         let n_active = count_true(layers.iter().map(|(_, m)| m.clone()).collect());
         let mut slots = Vec::with_capacity(layers.len());
+        let mut groups = Vec::with_capacity(layers.len());
         let mut w = Vec::with_capacity(layers.len());
         let mut offset = 0;
         for ((l, mask), n_active) in layers.iter().zip(n_active) {
@@ -191,7 +198,9 @@ impl SparseTrainer {
                 target_sparsity: planned
                     .map(|p| p.sparsity)
                     .unwrap_or(1.0 - n_active as f64 / len.max(1) as f64),
+                groups: None,
             });
+            groups.push(planned.and_then(|p| p.groups));
             w.push(weight);
             offset += len;
         }
@@ -224,7 +233,8 @@ impl SparseTrainer {
                 0,
             ),
             dense_grad,
-        };
+        }
+        .with_structure(&groups);
         Ok((input, ids))
     }
 }

@@ -14,9 +14,11 @@
 //! broken deterministically by the lower index (the reference adds tiny random noise instead),
 //! so an update is a pure function of its inputs, the same on every device.
 
-use super::{LayerChange, UpdateDecision, UpdateInput};
+use super::{LayerChange, LayerSlot, UpdateDecision, UpdateInput};
 use crate::error::Result;
-use rigl_kernels::{DropGrowSegment, stream_id};
+use crate::structure::Groups;
+use rigl_kernels::{DropGrowSegment, Segment, segmented_top_k_mask_abs, stream_id};
+use std::collections::HashMap;
 
 pub use rigl_kernels::Growth;
 
@@ -35,6 +37,13 @@ pub fn n_prune(n_ones: usize, drop_fraction: f64) -> usize {
 /// at most as many connections as it has inactive positions to grow into (none for a layer
 /// kept fully dense): the count stays exact.
 ///
+/// Structured layers (see [`crate::Structure`]) follow SRigL: the `n_prune` smallest |w| of the
+/// whole layer are dropped (one segmented selection over the structured layers), then every
+/// group grows back to its `k` connections by the growth scores, among its positions that are
+/// not kept: the drop-and-grow call then has one segment per group, keeping what the layer-wide
+/// drop kept there. Without regrowth a group keeps at least `2k - len` connections, so that
+/// enough never-active positions remain to grow into.
+///
 /// # Errors
 /// [`crate::SparsityError::Select`], naming the layer, when NaN weights or scores leave too few
 /// candidates.
@@ -44,23 +53,51 @@ pub fn drop_and_grow(
     grow: Growth,
     allow_regrow: bool,
 ) -> Result<UpdateDecision> {
-    let segments: Vec<DropGrowSegment> = input
-        .layers
-        .iter()
-        .map(|l| {
-            let mut prune = n_prune(l.n_active, drop_fraction);
-            if !allow_regrow {
-                prune = prune.min(l.len - l.n_active);
+    let prune_of = |l: &LayerSlot| {
+        let prune = n_prune(l.n_active, drop_fraction);
+        if allow_regrow {
+            prune
+        } else {
+            prune.min(l.len - l.n_active)
+        }
+    };
+    let kept_per_group = structured_drop(input, drop_fraction)?;
+    let mut segments = Vec::new();
+    let mut layer_of = Vec::new();
+    for (i, l) in input.layers.iter().enumerate() {
+        let stream = stream_id(&l.path);
+        match (&l.groups, kept_per_group.get(&i)) {
+            (Some(g), Some(kept)) => {
+                for (gi, &c) in kept.iter().enumerate() {
+                    let floor = if allow_regrow {
+                        0
+                    } else {
+                        (2 * g.k).saturating_sub(g.len)
+                    };
+                    let keep = c.max(floor).min(g.k);
+                    segments.push(DropGrowSegment {
+                        offset: l.offset + gi * g.len,
+                        len: g.len,
+                        keep,
+                        grow: g.k - keep,
+                        stream: Groups::stream(stream, gi),
+                    });
+                    layer_of.push(i);
+                }
             }
-            DropGrowSegment {
-                offset: l.offset,
-                len: l.len,
-                keep: l.n_active - prune,
-                grow: prune,
-                stream: stream_id(&l.path),
+            _ => {
+                let prune = prune_of(l);
+                segments.push(DropGrowSegment {
+                    offset: l.offset,
+                    len: l.len,
+                    keep: l.n_active - prune,
+                    grow: prune,
+                    stream,
+                });
+                layer_of.push(i);
             }
-        })
-        .collect();
+        }
+    }
     let d = rigl_kernels::drop_grow(
         input.weights.clone(),
         input.mask.clone(),
@@ -68,21 +105,65 @@ pub fn drop_and_grow(
         &segments,
         allow_regrow,
     )
-    .map_err(|e| input.select_error(e))?;
+    .map_err(|e| input.select_error_in(e, &layer_of))?;
+    let mut changes = vec![
+        LayerChange {
+            active: 0,
+            reset: 0,
+            dropped: 0,
+        };
+        input.layers.len()
+    ];
+    for (c, &i) in d.counts.iter().zip(&layer_of) {
+        changes[i].active += c.active;
+        changes[i].reset += c.new;
+        changes[i].dropped += c.dropped;
+    }
     Ok(UpdateDecision {
         mask: d.mask,
         reset: d.reset,
-        changes: Some(
-            d.counts
-                .iter()
-                .map(|c| LayerChange {
-                    active: c.active,
-                    reset: c.new,
-                    dropped: c.dropped,
-                })
-                .collect(),
-        ),
+        changes: Some(changes),
     })
+}
+
+/// The layer-wide drop of the structured layers: per structured layer (by index), the
+/// connections each group keeps after the `n_active - n_prune` largest |w| of the layer are kept.
+fn structured_drop(
+    input: &UpdateInput,
+    drop_fraction: f64,
+) -> Result<HashMap<usize, Vec<usize>>> {
+    let structured: Vec<usize> = (0..input.layers.len())
+        .filter(|&i| input.layers[i].groups.is_some())
+        .collect();
+    if structured.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let segments: Vec<Segment> = structured
+        .iter()
+        .map(|&i| {
+            let l = &input.layers[i];
+            Segment {
+                offset: l.offset,
+                len: l.len,
+                k: l.n_active - n_prune(l.n_active, drop_fraction),
+            }
+        })
+        .collect();
+    let kept = segmented_top_k_mask_abs(
+        input.weights.clone(),
+        Some(input.mask.clone()),
+        &segments,
+    )
+    .map_err(|e| input.select_error_in(e, &structured))?
+    .mask;
+    Ok(structured
+        .into_iter()
+        .map(|i| {
+            let l = &input.layers[i];
+            let g = l.groups.as_ref().expect("structured");
+            (i, g.active_per_group(kept.clone().narrow(0, l.offset, l.len)))
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 use super::{MaskUpdater, Method, MethodState, UpdateContext, UpdateDecision, UpdateInput};
 use crate::error::{Result, SparsityError};
 use crate::schedule::{UpdateSchedule, gradual_sparsity};
+use crate::structure::Groups;
 use burn::tensor::{Device, Tensor, TensorData};
 use rigl_kernels::segmented_top_k_mask_abs;
 use std::collections::HashMap;
@@ -44,6 +45,16 @@ impl GradualPruning {
     pub fn kept_at(n: usize, s_final: f64, ctx: &UpdateContext) -> usize {
         let s_t = gradual_sparsity(s_final, ctx.step, ctx.begin_step, ctx.end_step);
         ((n as f32 * (1.0 - s_t)).round_ties_even() as usize).min(n)
+    }
+}
+
+impl GradualPruning {
+    /// Connections a group of a structured layer keeps at the update of `ctx`: the group's
+    /// positions at the cubic ramp towards its final `k`,
+    /// `round_half_even(f32(len) * (1 - s_t))` with `s_f = 1 - k / len`, never below `k`.
+    pub fn kept_in_group(groups: &Groups, ctx: &UpdateContext) -> usize {
+        let s_final = 1.0 - groups.k as f64 / groups.len.max(1) as f64;
+        Self::kept_at(groups.len, s_final, ctx).max(groups.k)
     }
 }
 
@@ -114,15 +125,24 @@ impl MaskUpdater for GradualPruning {
             .iter()
             .map(|l| Self::kept_at(l.len, l.target_sparsity, ctx))
             .collect();
-        let segments = input.segments(|l| Self::kept_at(l.len, l.target_sparsity, ctx));
-        let top = segmented_top_k_mask_abs(input.weights.clone(), None, &segments)
-            .map_err(|e| input.select_error(e))?
+        // Structured layers ramp every group from dense to its `k` on the same cubic schedule
+        // and keep exactly the top `k_t` of each group (no threshold).
+        let segs = input.layer_segments(
+            |l| Self::kept_at(l.len, l.target_sparsity, ctx),
+            |_, g| Self::kept_in_group(g, ctx),
+        );
+        let top = segmented_top_k_mask_abs(input.weights.clone(), None, &segs.segments)
+            .map_err(|e| input.select_error_in(e, &segs.layer_of))?
             .mask;
         let magnitude = input.weights.clone().abs();
         let decay = ctx.threshold_decay;
         let mut thresholds = Vec::with_capacity(input.layers.len());
         let mut masks = Vec::with_capacity(input.layers.len());
         for (l, &k) in input.layers.iter().zip(&kept) {
+            if l.groups.is_some() {
+                masks.push(top.clone().narrow(0, l.offset, l.len));
+                continue;
+            }
             let w = magnitude.clone().narrow(0, l.offset, l.len);
             let current = if k == 0 {
                 Tensor::<1>::full([1], f32::INFINITY, &w.device())
@@ -142,12 +162,20 @@ impl MaskUpdater for GradualPruning {
             masks.push(w.greater_equal(smoothed.clone().expand([l.len])));
             thresholds.push(smoothed);
         }
+        if thresholds.is_empty() {
+            return Ok(UpdateDecision {
+                reset: input.nothing(),
+                mask: Tensor::cat(masks, 0),
+                changes: None,
+            });
+        }
         let thresholds: Vec<f32> = Tensor::cat(thresholds, 0)
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| SparsityError::InvalidSetting(format!("pruning thresholds: {e:?}")))?;
-        for (l, t) in input.layers.iter().zip(thresholds) {
+        let unstructured = input.layers.iter().filter(|l| l.groups.is_none());
+        for (l, t) in unstructured.zip(thresholds) {
             self.thresholds.insert(l.path.clone(), t);
         }
         Ok(UpdateDecision {

@@ -30,6 +30,8 @@ pub use snip::Snip;
 pub use static_rezero::StaticRezero;
 
 use crate::Method;
+use crate::structure::Groups;
+use burn::tensor::kind::Basic;
 use crate::error::{Result, SparsityError};
 use crate::mask::bools_to_host;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
@@ -50,6 +52,30 @@ pub struct LayerSlot {
     pub target_active: usize,
     /// The planned sparsity at the end of training (gradual pruning ramps towards it).
     pub target_sparsity: f64,
+    /// The groups of a structured layer, whose buffers then hold the output-major view (see
+    /// [`crate::Structure`] and [`UpdateInput::with_structure`]); `None`: unstructured.
+    pub groups: Option<Groups>,
+}
+
+impl LayerSlot {
+    /// `t` (flat, this layer's values in the stored layout) in the layout of the buffers: the
+    /// output-major view for a structured layer.
+    pub fn view<K: Basic>(&self, t: Tensor<1, K>) -> Tensor<1, K> {
+        match &self.groups {
+            Some(g) => g.to_view(t),
+            None => t,
+        }
+    }
+}
+
+/// Selection segments over the layers of an [`UpdateInput`]: one per unstructured layer, one
+/// per group of a structured one, with the layer each belongs to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LayerSegments {
+    /// The segments, in buffer order.
+    pub segments: Vec<Segment>,
+    /// Per segment, the index of its layer.
+    pub layer_of: Vec<usize>,
 }
 
 /// What an updater sees at an update: every masked layer, concatenated (flat, row-major, in
@@ -110,6 +136,7 @@ impl UpdateInput {
                 n_active: l.mask.iter().filter(|&&b| b).count(),
                 target_active: l.target_active,
                 target_sparsity: 1.0 - l.target_active as f64 / len.max(1) as f64,
+                groups: None,
             });
             offset += len;
         }
@@ -137,6 +164,105 @@ impl UpdateInput {
             dense_grad: optional(|l| l.dense_grad),
             layers: slots,
         }
+    }
+
+    /// The same input with the layers of `groups` structured: their slots carry the groups and
+    /// their parts of the buffers become output-major views. `groups` has one entry per layer.
+    ///
+    /// # Panics
+    /// If `groups` does not have one entry per layer, or a layer's groups do not cover it.
+    pub fn with_structure(mut self, groups: &[Option<Groups>]) -> Self {
+        assert_eq!(groups.len(), self.layers.len(), "one structure per layer");
+        if groups.iter().all(Option::is_none) {
+            return self;
+        }
+        for (l, g) in self.layers.iter_mut().zip(groups) {
+            if let Some(g) = g {
+                assert_eq!(g.rows * g.fan_in, l.len, "the groups of `{}`", l.path);
+            }
+            l.groups = *g;
+        }
+        self.weights = self.to_view(self.weights.clone());
+        self.mask = self.to_view(self.mask.clone());
+        self.dense_grad = self.dense_grad.clone().map(|g| self.to_view(g));
+        self
+    }
+
+    /// A flat buffer in the stored layout of every layer, in the layout of these buffers.
+    pub fn to_view<K: Basic>(&self, t: Tensor<1, K>) -> Tensor<1, K> {
+        self.relayout(t, true)
+    }
+
+    /// A flat buffer in the layout of these buffers (an [`UpdateDecision`]'s masks), in the
+    /// stored layout of every layer.
+    pub fn to_stored<K: Basic>(&self, t: Tensor<1, K>) -> Tensor<1, K> {
+        self.relayout(t, false)
+    }
+
+    fn relayout<K: Basic>(&self, t: Tensor<1, K>, to_view: bool) -> Tensor<1, K> {
+        if self.layers.iter().all(|l| l.groups.is_none()) {
+            return t;
+        }
+        let parts = self
+            .layers
+            .iter()
+            .map(|l| {
+                let part = t.clone().narrow(0, l.offset, l.len);
+                match (&l.groups, to_view) {
+                    (Some(g), true) => g.to_view(part),
+                    (Some(g), false) => g.from_view(part),
+                    (None, _) => part,
+                }
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    }
+
+    /// Segments selecting `k(layer)` in each unstructured layer and `per_group(layer, groups)`
+    /// in each group of a structured one.
+    pub fn layer_segments(
+        &self,
+        k: impl Fn(&LayerSlot) -> usize,
+        per_group: impl Fn(&LayerSlot, &Groups) -> usize,
+    ) -> LayerSegments {
+        let mut out = LayerSegments::default();
+        for (i, l) in self.layers.iter().enumerate() {
+            match &l.groups {
+                None => {
+                    out.segments.push(Segment {
+                        offset: l.offset,
+                        len: l.len,
+                        k: k(l),
+                    });
+                    out.layer_of.push(i);
+                }
+                Some(g) => {
+                    let kg = per_group(l, g);
+                    let segs = g.segments(l.offset, |_| kg);
+                    out.layer_of.extend(std::iter::repeat_n(i, segs.len()));
+                    out.segments.extend(segs);
+                }
+            }
+        }
+        out
+    }
+
+    /// The error of a selection over segments of `layers`, naming the layer its segment belongs
+    /// to.
+    pub fn select_error_in(&self, source: SelectError, layer_of: &[usize]) -> SparsityError {
+        let segment = match source {
+            SelectError::KTooLarge { segment, .. }
+            | SelectError::SegmentOutOfBounds { segment, .. }
+            | SelectError::SegmentTooLong { segment, .. }
+            | SelectError::OverlappingSegments { segment } => Some(segment),
+            SelectError::EligibleLength { .. } | SelectError::TooManyPositions { .. } => None,
+        };
+        let path = segment
+            .and_then(|s| layer_of.get(s))
+            .and_then(|&l| self.layers.get(l))
+            .map(|l| l.path.clone())
+            .unwrap_or_else(|| "<all masked layers>".to_string());
+        SparsityError::Select { path, source }
     }
 
     /// Total number of positions in the buffers.
@@ -171,20 +297,10 @@ impl UpdateInput {
             .collect()
     }
 
-    /// The error of a selection over these layers, naming the layer it concerns.
+    /// The error of a selection with one segment per layer, naming the layer it concerns.
     pub fn select_error(&self, source: SelectError) -> SparsityError {
-        let segment = match source {
-            SelectError::KTooLarge { segment, .. }
-            | SelectError::SegmentOutOfBounds { segment, .. }
-            | SelectError::SegmentTooLong { segment, .. }
-            | SelectError::OverlappingSegments { segment } => Some(segment),
-            SelectError::EligibleLength { .. } | SelectError::TooManyPositions { .. } => None,
-        };
-        let path = segment
-            .and_then(|s| self.layers.get(s))
-            .map(|l| l.path.clone())
-            .unwrap_or_else(|| "<all masked layers>".to_string());
-        SparsityError::Select { path, source }
+        let identity: Vec<usize> = (0..self.layers.len()).collect();
+        self.select_error_in(source, &identity)
     }
 
     /// The dense gradient, or the error naming what is missing.

@@ -77,7 +77,7 @@ impl MaskUpdater for Snfs {
             .map(|l| {
                 self.averages
                     .get(&l.path)
-                    .map(|a| a.clone().to_device(&input.device()))
+                    .map(|a| l.view(a.clone().to_device(&input.device())))
             })
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| input.missing("the gradient moving average"))?;

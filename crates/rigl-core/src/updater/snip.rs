@@ -57,9 +57,10 @@ impl MaskUpdater for Snip {
             grad + input.weights.clone().mul_scalar(ctx.weight_decay as f32)
         };
         let sensitivity = grad * input.weights.clone();
-        let segments = input.segments(|l| l.target_active);
-        let mask = segmented_top_k_mask_abs(sensitivity, None, &segments)
-            .map_err(|e| input.select_error(e))?
+        // Structured layers keep the top `k` of every group.
+        let segs = input.layer_segments(|l| l.target_active, |_, g| g.k);
+        let mask = segmented_top_k_mask_abs(sensitivity, None, &segs.segments)
+            .map_err(|e| input.select_error_in(e, &segs.layer_of))?
             .mask;
         Ok(UpdateDecision {
             reset: input.nothing(),
