@@ -1,8 +1,8 @@
 //! Initial masks with exact counts: random (counter-based) or by magnitude.
 
 use crate::error::{Result, SparsityError};
-use burn::tensor::{Bool, Device, Tensor};
 use crate::structure::Groups;
+use burn::tensor::{Bool, Device, Tensor};
 use rigl_kernels::{
     RandomSegment, random_top_k_mask, segmented_top_k_mask_abs, stream_id, top_k_mask_abs,
 };
@@ -182,14 +182,19 @@ mod tests {
             (Structure::NM { n: 2, m: 4 }, 0.5),
             (Structure::ConstantFanIn, 0.8),
         ] {
-            let g = Groups::of_layer(structure, "fc", &shape, s).unwrap().unwrap();
+            let g = Groups::of_layer(structure, "fc", &shape, s)
+                .unwrap()
+                .unwrap();
             let a = structured_random_mask(3, "fc", 0, &g, &device).unwrap();
             let view = bools_to_host(g.to_view(a.clone()));
             assert_eq!(g.first_violation(&view), None, "{structure}");
             assert_eq!(ones(&bools_to_host(a.clone())), g.n_active());
             // Groups draw independently: not every group picks the same offsets.
             let first: Vec<bool> = view[..g.len].to_vec();
-            assert!(view.chunks(g.len).any(|c| c != first.as_slice()), "{structure}");
+            assert!(
+                view.chunks(g.len).any(|c| c != first.as_slice()),
+                "{structure}"
+            );
             assert_ne!(
                 bools_to_host(a),
                 bools_to_host(structured_random_mask(4, "fc", 0, &g, &device).unwrap())
@@ -208,7 +213,10 @@ mod tests {
                     let inputs: Vec<usize> = (grp * g.len..(grp + 1) * g.len).collect();
                     let mut by_mag = inputs.clone();
                     by_mag.sort_by(|&a, &b| {
-                        w[b * 6 + o].abs().total_cmp(&w[a * 6 + o].abs()).then(a.cmp(&b))
+                        w[b * 6 + o]
+                            .abs()
+                            .total_cmp(&w[a * 6 + o].abs())
+                            .then(a.cmp(&b))
                     });
                     for (rank, &i) in by_mag.iter().enumerate() {
                         assert_eq!(mask[o * 16 + i], rank < g.k, "output {o} input {i}");

@@ -2,9 +2,7 @@
 
 use crate::config::{MaskInit, SparsityConfig};
 use crate::error::{Result, SparsityError};
-use crate::init::{
-    magnitude_mask, random_mask, structured_magnitude_mask, structured_random_mask,
-};
+use crate::init::{magnitude_mask, random_mask, structured_magnitude_mask, structured_random_mask};
 use crate::layers::{KernelParam, kernel_params};
 #[cfg(test)]
 use crate::mask::floats_to_host;

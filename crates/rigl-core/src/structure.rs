@@ -314,7 +314,10 @@ mod tests {
         let nm = Structure::NM { n: 2, m: 4 };
         let linear = LayerShape::burn(&[8, 3], "Linear");
         let g = Groups::of_layer(nm, "fc", &linear, 0.5).unwrap().unwrap();
-        assert_eq!((g.rows, g.fan_in, g.len, g.k, g.transposed), (3, 8, 4, 2, true));
+        assert_eq!(
+            (g.rows, g.fan_in, g.len, g.k, g.transposed),
+            (3, 8, 4, 2, true)
+        );
         assert_eq!((g.count(), g.n_active()), (6, 12));
         let conv = LayerShape::burn(&[5, 2, 3, 3], "Conv2d");
         let err = Groups::of_layer(nm, "conv", &conv, 0.5).unwrap_err();

@@ -2,12 +2,12 @@
 
 use super::grow_init::normal_samples;
 use super::*;
+use crate::Structure;
 use crate::mask::{bools_to_host, floats_to_host};
 use crate::schedule::DropAnneal;
 use crate::sparsify::read_weights;
 use crate::test_utils::{Mlp, masks};
 use crate::updater::UpdateContext;
-use crate::Structure;
 use burn::optim::ModuleOptimizer;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
@@ -1278,7 +1278,11 @@ fn structured_rigl_changes_connections_and_keeps_two_of_four() {
             let l = plan.layer(&path).unwrap();
             let g = l.groups.as_ref().unwrap();
             let t = Tensor::<1, Bool>::from_data(TensorData::new(mask.clone(), [mask.len()]), &d);
-            assert_eq!(g.first_violation(&bools_to_host(g.to_view(t))), None, "{path}");
+            assert_eq!(
+                g.first_violation(&bools_to_host(g.to_view(t))),
+                None,
+                "{path}"
+            );
             assert_eq!(mask.iter().filter(|&&b| b).count(), l.n_active);
         }
     });

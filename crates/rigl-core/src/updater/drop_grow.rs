@@ -128,10 +128,7 @@ pub fn drop_and_grow(
 
 /// The layer-wide drop of the structured layers: per structured layer (by index), the
 /// connections each group keeps after the `n_active - n_prune` largest |w| of the layer are kept.
-fn structured_drop(
-    input: &UpdateInput,
-    drop_fraction: f64,
-) -> Result<HashMap<usize, Vec<usize>>> {
+fn structured_drop(input: &UpdateInput, drop_fraction: f64) -> Result<HashMap<usize, Vec<usize>>> {
     let structured: Vec<usize> = (0..input.layers.len())
         .filter(|&i| input.layers[i].groups.is_some())
         .collect();
@@ -149,19 +146,18 @@ fn structured_drop(
             }
         })
         .collect();
-    let kept = segmented_top_k_mask_abs(
-        input.weights.clone(),
-        Some(input.mask.clone()),
-        &segments,
-    )
-    .map_err(|e| input.select_error_in(e, &structured))?
-    .mask;
+    let kept = segmented_top_k_mask_abs(input.weights.clone(), Some(input.mask.clone()), &segments)
+        .map_err(|e| input.select_error_in(e, &structured))?
+        .mask;
     Ok(structured
         .into_iter()
         .map(|i| {
             let l = &input.layers[i];
             let g = l.groups.as_ref().expect("structured");
-            (i, g.active_per_group(kept.clone().narrow(0, l.offset, l.len)))
+            (
+                i,
+                g.active_per_group(kept.clone().narrow(0, l.offset, l.len)),
+            )
         })
         .collect())
 }

@@ -30,10 +30,10 @@ pub use snip::Snip;
 pub use static_rezero::StaticRezero;
 
 use crate::Method;
-use crate::structure::Groups;
-use burn::tensor::kind::Basic;
 use crate::error::{Result, SparsityError};
 use crate::mask::bools_to_host;
+use crate::structure::Groups;
+use burn::tensor::kind::Basic;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use rigl_kernels::{Segment, SelectError};
 
