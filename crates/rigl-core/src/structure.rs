@@ -173,7 +173,7 @@ impl Groups {
         let fan_in = numel / rows.max(1);
         let (len, k) = match structure {
             Structure::NM { n, m } => {
-                if fan_in % m != 0 {
+                if !fan_in.is_multiple_of(m) {
                     return Err(SparsityError::Structure {
                         path: path.to_string(),
                         reason: format!(
