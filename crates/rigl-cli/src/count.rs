@@ -3,7 +3,7 @@
 use crate::CliError;
 use clap::{Args, ValueEnum};
 use rigl_core::Method;
-use rigl_core::{Distribution, SparsityConfig};
+use rigl_core::{Distribution, SparsityConfig, Structure};
 use rigl_models::counter::{self, CountOptions, PruningSchedule, SpatialRule, TrainingOptions};
 use rigl_models::{ModelKind, ModelOptions};
 use std::io::Write;
@@ -27,9 +27,13 @@ pub struct CountArgs {
     /// Sparsity distribution: uniform (the reference's `random`), er or erk.
     #[arg(long, default_value = "uniform")]
     pub distribution: Distribution,
-    /// Global sparsity, in [0, 1).
+    /// Global sparsity, in [0, 1) (with an N:M structure, 0 means its 1 - N/M).
     #[arg(long, default_value_t = 0.0)]
     pub sparsity: f64,
+    /// Mask structure: unstructured, N:M (e.g. 2:4; counted with `ceil(log2 M)` index bits
+    /// per kept weight where that is less than the 1-bit mask) or fan-in.
+    #[arg(long, default_value = "unstructured")]
+    pub structure: Structure,
     /// Leave the first layer dense (unmasked), like the reference's uniform runs.
     #[arg(long)]
     pub first_layer_dense: bool,
@@ -113,9 +117,14 @@ impl CountArgs {
     /// # Errors
     /// Any [`SparsityConfig::validate`] error.
     pub fn sparsity_config(&self) -> Result<SparsityConfig, CliError> {
-        let mut config = SparsityConfig::new(self.sparsity)
+        let sparsity = match self.structure.implied_sparsity() {
+            Some(implied) if self.sparsity == 0.0 => implied,
+            _ => self.sparsity,
+        };
+        let mut config = SparsityConfig::new(sparsity)
             .with_distribution(self.distribution)
-            .with_erk_power_scale(self.erk_power_scale);
+            .with_erk_power_scale(self.erk_power_scale)
+            .with_structure(self.structure);
         if self.first_layer_dense {
             config = config.first_layer_dense();
         }
@@ -152,6 +161,7 @@ impl CountArgs {
                     end_step: self.end_step,
                 },
             },
+            structure: self.structure,
         }
     }
 
@@ -354,6 +364,33 @@ mod tests {
             .map(|l| l["nnz"].as_u64().unwrap())
             .collect();
         assert_eq!(nnz, [4704, 3540, 1000]);
+    }
+
+    #[test]
+    fn structured_counts_use_index_bits() {
+        let bits = |structure: &str| {
+            let v = json(&[
+                "--model",
+                "mlp",
+                "--structure",
+                structure,
+                "--last-layer-dense",
+            ]);
+            let layers = v["layers"].as_array().unwrap().clone();
+            let nnz: Vec<u64> = layers.iter().map(|l| l["nnz"].as_u64().unwrap()).collect();
+            let bits: Vec<f64> = layers.iter().map(|l| l["bits"].as_f64().unwrap()).collect();
+            (nnz, bits)
+        };
+        // 1:4 implies sparsity 0.75; two index bits per kept weight.
+        let (nnz, b) = bits("1:4");
+        assert_eq!(nnz, [58_800, 7_500, 1_000]);
+        assert_eq!(b[0], 58_800.0 * 32.0 + 300.0 * 32.0 + 117_600.0);
+        // 2:4: the same bits as a 1-bit mask.
+        let (nnz, b) = bits("2:4");
+        assert_eq!(nnz, [117_600, 15_000, 1_000]);
+        assert_eq!(b[1], 15_000.0 * 32.0 + 100.0 * 32.0 + 30_000.0);
+        let err = output(&["--model", "mlp", "--structure", "2:4", "--sparsity", "0.9"]);
+        assert!(err.is_err(), "2:4 at sparsity 0.9 is refused");
     }
 
     #[test]

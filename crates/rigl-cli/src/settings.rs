@@ -5,7 +5,10 @@ use crate::CliError;
 use clap::{ArgAction, Args, FromArgMatches};
 use rigl_core::nn::{Execution, SparseExecution};
 use rigl_core::optim::WeightDecayScope;
-use rigl_core::{Distribution, DropAnneal, DstConfig, GrowInit, MaskInit, Method, SparsityConfig};
+use rigl_core::{
+    Distribution, DropAnneal, DstConfig, GrowInit, MaskInit, Method, PruningScope, SparsityConfig,
+    Structure,
+};
 use rigl_data::ImageSet;
 use rigl_models::{ModelKind, ModelOptions};
 use serde::{Deserialize, Serialize};
@@ -51,6 +54,11 @@ pub struct TrainSettings {
     /// repeatable).
     #[arg(long, value_name = "PATTERN=S")]
     pub custom_sparsity: Vec<String>,
+    /// Structure the masks keep: unstructured, N:M (e.g. 2:4: 2 active of every 4 consecutive
+    /// inputs of an output; its sparsity is 1 - N/M, the default when `sparsity` is not given)
+    /// or fan-in (every output of a layer the same number of active inputs).
+    #[arg(long, default_value = "unstructured")]
+    pub structure: Structure,
     /// ERK power scale.
     #[arg(long, default_value_t = 1.0)]
     pub erk_power_scale: f64,
@@ -88,6 +96,11 @@ pub struct TrainSettings {
     /// (the reference's `rigl_acc_scale`; 0: zero).
     #[arg(long, default_value_t = 0.0)]
     pub rigl_acc_scale: f64,
+    /// Which layers snip and prune rank together: layer (each its own count, the reference),
+    /// global (one ranking of the layers the distribution sets, each layer's scores divided by
+    /// their L2 norm, as jaxpruner's global pruners) or global-unnormalized.
+    #[arg(long, default_value = "layer")]
+    pub pruning_scope: PruningScope,
     /// Gradual pruning's threshold smoothing in [0, 1) (model_pruning's `threshold_decay`).
     #[arg(long, default_value_t = 0.0)]
     pub threshold_decay: f64,
@@ -245,6 +258,16 @@ impl TrainSettings {
                 table.insert(key.clone(), value.clone());
             }
         }
+        // N:M fixes the sparsity: it is the default when neither the file nor a flag sets it.
+        if !table.contains_key("sparsity") {
+            let structure = table
+                .get("structure")
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<Structure>().ok());
+            if let Some(implied) = structure.and_then(|s| s.implied_sparsity()) {
+                table.insert("sparsity".into(), toml::Value::Float(implied));
+            }
+        }
         for (flag, other) in [
             ("lr-decay-steps", "lr-decay-epochs"),
             ("lr-decay-epochs", "lr-decay-steps"),
@@ -355,6 +378,7 @@ impl TrainSettings {
             .with_first_layer_sparsity(self.first_layer_sparsity)
             .with_last_layer_sparsity(self.last_layer_sparsity)
             .with_init(self.mask_init)
+            .with_structure(self.structure)
             .with_seed(self.seed);
         for entry in &self.custom_sparsity {
             let (pattern, value) = entry.split_once('=').ok_or_else(|| {
@@ -394,6 +418,7 @@ impl TrainSettings {
             .with_train_on_update_steps(self.train_on_update_steps)
             .with_rigl_acc_scale(self.rigl_acc_scale)
             .with_threshold_decay(self.threshold_decay)
+            .with_pruning_scope(self.pruning_scope)
             .with_weight_decay(self.weight_decay);
         c.validate()?;
         Ok(c)

@@ -658,7 +658,7 @@ impl TrainRun<'_> {
                         updates: updates.len(),
                     };
                     commit(&model, &optim, &trainer, &position, &history, &updates)?;
-                    stopped_eval = Some((test_accuracy, test_loss));
+                    stopped_eval = Some((test_accuracy, test_loss, seconds));
                 }
                 break;
             }
@@ -711,6 +711,7 @@ impl TrainRun<'_> {
                 multiplier: s.steps_multiplier,
                 ..TrainingOptions::default()
             },
+            structure: s.structure,
             ..CountOptions::default()
         };
         let count = match s.method {
@@ -738,10 +739,15 @@ impl TrainRun<'_> {
             dataset: s.dataset.clone(),
             method: s.method.to_string(),
             test_accuracy: stopped_eval
-                .map(|(accuracy, _)| accuracy)
+                .map(|(accuracy, _, _)| accuracy)
                 .or(last.map(|r| r.test_accuracy))
                 .unwrap_or(0.0),
-            best_test_accuracy: history.iter().map(|r| r.test_accuracy).fold(0.0, f64::max),
+            // A run stopped inside an epoch counts that epoch's evaluation and time too.
+            best_test_accuracy: history
+                .iter()
+                .map(|r| r.test_accuracy)
+                .chain(stopped_eval.map(|(accuracy, _, _)| accuracy))
+                .fold(0.0, f64::max),
             sparsity: report.sparsity,
             nnz: report.nnz,
             inference_flops: count.totals.inference_flops,
@@ -750,7 +756,11 @@ impl TrainRun<'_> {
             size_mb: count.totals.size_mb,
             steps: trainer.step_count(),
             epochs: history.len(),
-            train_seconds: history.iter().map(|r| r.seconds).sum(),
+            train_seconds: history
+                .iter()
+                .map(|r| r.seconds)
+                .chain(stopped_eval.map(|(_, _, seconds)| seconds))
+                .fold(0.0, |a, b| a + b),
         };
         write_atomic(
             &run_dir.join("summary.json"),
@@ -794,6 +804,7 @@ fn progress_bar(len: usize, epoch: usize, epochs: usize, quiet: bool) -> Progres
 mod tests {
     use super::*;
     use crate::{CliError, run as cli};
+    use rigl_core::{PruningScope, Structure};
     use rigl_models::{MlpConfig, MobileNetV1Config, ModelKind, WideResNetConfig};
 
     fn parse(args: &[&str]) -> Result<TrainSettings, CliError> {
@@ -842,6 +853,59 @@ mod tests {
             Err(CliError::Invalid(_))
         ));
         assert!(device("tpu").is_err());
+    }
+
+    #[test]
+    fn pruning_scope_flag_reaches_the_trainer_config() {
+        let s = parse(&["--method", "prune", "--pruning-scope", "global"]).unwrap();
+        assert_eq!(s.pruning_scope, PruningScope::Global);
+        let d = s.dst_config(1000).unwrap();
+        assert_eq!(d.pruning_scope, PruningScope::Global);
+        let back = TrainSettings::from_toml(&s.to_toml()).unwrap();
+        assert_eq!(back.pruning_scope, PruningScope::Global);
+        let s = parse(&["--method", "rigl", "--pruning-scope", "global"]).unwrap();
+        let err = s.dst_config(1000).unwrap_err().to_string();
+        assert!(err.contains("method rigl"), "{err}");
+        let err = parse(&["--pruning-scope", "everywhere"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown pruning scope"), "{err}");
+    }
+
+    #[test]
+    fn structure_flag_sets_the_implied_sparsity() {
+        let s = parse(&["--structure", "2:4"]).unwrap();
+        assert_eq!(s.structure, Structure::NM { n: 2, m: 4 });
+        assert_eq!(s.sparsity, 0.5);
+        let c = s.sparsity_config().unwrap();
+        assert_eq!(
+            (c.structure, c.sparsity),
+            (Structure::NM { n: 2, m: 4 }, 0.5)
+        );
+        let s = parse(&["--structure", "fan-in", "--sparsity", "0.9"]).unwrap();
+        assert_eq!((s.structure, s.sparsity), (Structure::ConstantFanIn, 0.9));
+        // A sparsity N:M cannot keep, from a flag or a file, is an error naming both.
+        let err = parse(&["--structure", "1:4", "--sparsity", "0.9"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1:4") && err.contains("0.75") && err.contains("0.9"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.toml");
+        std::fs::write(&file, "structure = \"1:4\"\nsparsity = 0.98\n").unwrap();
+        let path = file.to_str().unwrap();
+        let err = parse(&["--config", path]).unwrap_err().to_string();
+        assert!(err.contains("0.75") && err.contains("0.98"), "{err}");
+        let s = parse(&["--config", path, "--sparsity", "0.75"]).unwrap();
+        assert_eq!(s.structure, Structure::NM { n: 1, m: 4 });
+        std::fs::write(&file, "structure = \"1:4\"\n").unwrap();
+        assert_eq!(parse(&["--config", path]).unwrap().sparsity, 0.75);
+        for bad in ["3:3", "0:4", "2-4", "blocks"] {
+            let err = parse(&["--structure", bad]).unwrap_err().to_string();
+            assert!(err.contains("structure"), "{bad}: {err}");
+        }
     }
 
     #[test]

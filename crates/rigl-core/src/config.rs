@@ -176,7 +176,7 @@ impl SparsityConfig {
             let agrees = |s: f64| (s - implied).abs() < 1e-9;
             if !agrees(self.sparsity) {
                 return Err(SparsityError::InvalidStructure(format!(
-                    "{} makes every sparse layer {implied} sparse, but the sparsity is {}",
+                    "{} makes every sparse layer {implied} sparse, but the sparsity is {} (set the sparsity to {implied})",
                     self.structure, self.sparsity
                 )));
             }

@@ -72,3 +72,4 @@ pub use structure::{Groups, Structure};
 pub use trainer::{
     DstConfig, GrowInit, LayerUpdateStats, SparseTrainer, StepOutcome, TrainerState, UpdateStats,
 };
+pub use updater::PruningScope;

@@ -87,8 +87,8 @@ impl Method {
             Method::Set => Box::new(Set),
             Method::Snfs => Box::new(Snfs::new(config.snfs_decay)),
             Method::Rigl => Box::new(Rigl),
-            Method::Snip => Box::new(Snip),
-            Method::Prune => Box::new(GradualPruning::default()),
+            Method::Snip => Box::new(Snip::new(config.pruning_scope)),
+            Method::Prune => Box::new(GradualPruning::new(config.pruning_scope)),
         })
     }
 }

@@ -43,6 +43,16 @@ pub struct PlannedLayer {
     pub groups: Option<Groups>,
 }
 
+impl LayerRole {
+    /// Whether the sparsity is the distribution's (the layers a global ranking pools).
+    pub fn follows_distribution(&self) -> bool {
+        matches!(
+            self,
+            LayerRole::Distributed | LayerRole::DenseByDistribution
+        )
+    }
+}
+
 impl PlannedLayer {
     /// Number of weights.
     pub fn numel(&self) -> usize {

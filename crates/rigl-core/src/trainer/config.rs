@@ -5,6 +5,7 @@ use super::GrowInit;
 use crate::Method;
 use crate::error::{Result, SparsityError};
 use crate::schedule::{DropAnneal, UpdateSchedule};
+use crate::updater::PruningScope;
 use burn::config::Config;
 
 /// Configuration of dynamic sparse training, named after the reference's flags.
@@ -58,6 +59,11 @@ pub struct DstConfig {
     /// total loss, cross-entropy plus L2, so `g = dL/dw + lambda * w`. 0: no L2 term.
     #[config(default = 0.0)]
     pub weight_decay: f64,
+    /// Which layers SNIP and gradual pruning rank together: each layer on its own (the
+    /// reference), or one global ranking (jaxpruner's global pruners; see
+    /// [`PruningScope`]).
+    #[config(default = "PruningScope::Layer")]
+    pub pruning_scope: PruningScope,
 }
 
 impl DstConfig {
@@ -68,7 +74,8 @@ impl DstConfig {
     /// `[0, 1]`, an end step before the begin step, a non-positive multiplier, an SNFS decay
     /// outside `[0, 1)`, a grow-init divisor that is not positive, a gradient grow init or
     /// `rigl_acc_scale` for another method than RigL, a threshold decay outside `[0, 1)`, a
-    /// negative weight decay, or an exponential anneal without an end step.
+    /// negative weight decay, an exponential anneal without an end step, or a global pruning
+    /// scope for a method other than SNIP and pruning (or with threshold smoothing).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(SparsityError::InvalidSetting(m));
         if self.frequency < 1 {
@@ -142,6 +149,20 @@ impl DstConfig {
                  by end - begin, and without an end the fraction grows past 1"
                     .into(),
             );
+        }
+        if self.pruning_scope.is_global() {
+            if !matches!(self.method, Method::Snip | Method::Prune) {
+                return bad(format!(
+                    "pruning scope {} ranks the layers of snip or prune together: method {} keeps per-layer counts",
+                    self.pruning_scope, self.method
+                ));
+            }
+            if self.threshold_decay != 0.0 {
+                return bad(format!(
+                    "threshold decay {} smooths per-layer thresholds: global pruning keeps its top k exactly",
+                    self.threshold_decay
+                ));
+            }
         }
         if self.method == Method::Prune && self.end_step < 0 {
             return bad("gradual pruning needs an end step".into());

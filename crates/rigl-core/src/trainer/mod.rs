@@ -155,8 +155,7 @@ impl SparseTrainer {
         sparsity: &SparsityConfig,
         dst: DstConfig,
     ) -> Result<(M, Self)> {
-        dst.validate()?;
-        sparsity.validate()?;
+        validate_pair(&dst, sparsity)?;
         let (model, plan) = match dst.method {
             Method::Dense => (model, None),
             m => {
@@ -387,8 +386,7 @@ impl SparseTrainer {
             plan,
             state,
         } = snapshot;
-        config.validate()?;
-        sparsity.validate()?;
+        validate_pair(&config, &sparsity)?;
         let invalid = |m: String| Err(SparsityError::InvalidSetting(m));
         let mut updater = config.method.updater(&config);
         let masked: HashMap<&str, usize> = match (&updater, &plan) {
@@ -587,6 +585,20 @@ impl SparseTrainer {
     pub(crate) fn next_mode_for<M: Module>(&self, model: M) -> M {
         self.with_next_mode(model)
     }
+}
+
+/// Both configurations' checks, and what they must agree on: a global pruning scope ranks
+/// unstructured layers only.
+fn validate_pair(dst: &DstConfig, sparsity: &SparsityConfig) -> Result<()> {
+    dst.validate()?;
+    sparsity.validate()?;
+    if dst.pruning_scope.is_global() && sparsity.structure.is_structured() {
+        return Err(SparsityError::InvalidSetting(format!(
+            "pruning scope {} ranks unstructured layers only; structure {} keeps a count per group",
+            dst.pruning_scope, sparsity.structure
+        )));
+    }
+    Ok(())
 }
 
 /// The gradient mode of the model's first mask.

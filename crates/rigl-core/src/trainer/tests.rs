@@ -7,7 +7,8 @@ use crate::mask::{bools_to_host, floats_to_host};
 use crate::schedule::DropAnneal;
 use crate::sparsify::read_weights;
 use crate::test_utils::{Mlp, masks};
-use crate::updater::UpdateContext;
+use crate::updater::{GradualPruning, PruningScope, UpdateContext};
+use burn::module::Param;
 use burn::optim::ModuleOptimizer;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
@@ -1291,4 +1292,144 @@ fn structured_rigl_changes_connections_and_keeps_two_of_four() {
     assert_eq!(plan.layers[1].n_active, 48);
     assert!(plan.layers[2].groups.is_none() && !plan.layers[2].masked);
     assert_ne!(start, masks_by_path(&end));
+}
+
+/// Host check of a global ranking: over the pooled layers' scores (each divided by its L2 norm
+/// plus 1e-8), every kept score is at least every dropped one.
+fn assert_global_top(scores: &[Vec<f32>], masks: &[Vec<bool>], total: usize) {
+    let mut kept_min = f32::INFINITY;
+    let mut dropped_max = 0.0f32;
+    let mut kept = 0;
+    for (s, m) in scores.iter().zip(masks) {
+        let norm = s.iter().map(|x| x * x).sum::<f32>().sqrt() + 1e-8;
+        for (x, &on) in s.iter().zip(m) {
+            let x = x.abs() / norm;
+            if on {
+                kept += 1;
+                kept_min = kept_min.min(x);
+            } else {
+                dropped_max = dropped_max.max(x);
+            }
+        }
+    }
+    assert_eq!(kept, total, "the pool keeps the sum of its planned counts");
+    assert!(kept_min >= dropped_max, "{kept_min} < {dropped_max}");
+}
+
+#[test]
+fn global_snip_ranks_the_pooled_layers_together() {
+    let device = device();
+    // fc3 has its own sparsity: it keeps its own count outside the pool.
+    let sparsity = SparsityConfig::uniform(0.75).with_last_layer_sparsity(Some(0.5));
+    let dst = DstConfig::new(Method::Snip).with_pruning_scope(PruningScope::Global);
+    let (model, mut trainer) =
+        SparseTrainer::init(Mlp::new([6, 8, 8, 3], &device), &sparsity, dst).unwrap();
+    let grads = model.grads(0, 8, &device);
+    let score = |w: &Param<Tensor<2>>| {
+        let g = floats_to_host(grads.get::<2>(w.id).unwrap());
+        let w = floats_to_host(w.base());
+        g.iter().zip(&w).map(|(g, w)| g * w).collect::<Vec<f32>>()
+    };
+    let scores = [score(&model.fc1.weight), score(&model.fc2.weight)];
+    let mut optim = sgd();
+    let out = trainer.step(model, &mut optim, 0.05, grads).unwrap();
+    let m = masks(&out.model);
+    let counts = nnz(&out.model);
+    assert_eq!(counts[2], 12, "fc3 keeps 50% of 24 on its own");
+    assert_global_top(&scores, &m[..2], 12 + 16);
+    // The mask is fixed afterwards, and the checkpoint check accepts the pooled counts.
+    let model = run(out.model, &mut trainer, &mut optim, 3, |_, out, _| {
+        assert!(out.update.is_none())
+    });
+    assert_eq!(masks(&model)[..2], m[..2]);
+    trainer.check_model(&model).unwrap();
+}
+
+#[test]
+fn global_pruning_ramps_the_pool_on_the_cubic_schedule() {
+    let device = device();
+    let sparsity = SparsityConfig::uniform(0.9);
+    let dst = DstConfig::new(Method::Prune)
+        .with_begin_step(2)
+        .with_end_step(10)
+        .with_frequency(2);
+    let run_with = |scope| {
+        let dst = dst.clone().with_pruning_scope(scope);
+        // fc1's weights 100x smaller than the others': a raw ranking prunes it away first.
+        let mut model = Mlp::new([10, 20, 10, 4], &device);
+        model.fc1.weight = model
+            .fc1
+            .weight
+            .clone()
+            .map(|w| w.mul_scalar(0.01).detach().require_grad());
+        let (model, mut trainer) = SparseTrainer::init(model, &sparsity, dst).unwrap();
+        let plan = trainer.plan().unwrap().clone();
+        let mut optim = sgd();
+        let mut updates = 0;
+        let model = run(model, &mut trainer, &mut optim, 14, |m, out, _| {
+            if let Some(u) = &out.update {
+                updates += 1;
+                let ctx = UpdateContext {
+                    step: u.step,
+                    begin_step: 2,
+                    end_step: 10,
+                    ..UpdateContext::default()
+                };
+                let total: usize = plan
+                    .layers
+                    .iter()
+                    .map(|l| GradualPruning::kept_at(l.numel(), l.sparsity, &ctx))
+                    .sum();
+                assert_eq!(nnz(m).iter().sum::<usize>(), total, "step {}", u.step);
+            }
+        });
+        assert!(updates >= 4, "{updates} updates");
+        trainer.check_model(&model).unwrap();
+        nnz(&model)
+    };
+    let normalized = run_with(PruningScope::Global);
+    let raw = run_with(PruningScope::GlobalUnnormalized);
+    // Both end at the per-layer plan's total (model_pruning's rounding of each layer's count).
+    let end = [20, 20, 4];
+    assert_eq!(normalized.iter().sum::<usize>(), end.iter().sum::<usize>());
+    assert_eq!(raw.iter().sum::<usize>(), end.iter().sum::<usize>());
+    assert_eq!(
+        raw[0], 0,
+        "a raw ranking prunes the small layer away: {raw:?}"
+    );
+    assert!(normalized[0] > 0, "normalisation keeps fc1: {normalized:?}");
+    assert_ne!(
+        normalized,
+        [20, 20, 4],
+        "the pool's shares move: {normalized:?}"
+    );
+}
+
+#[test]
+fn global_scope_is_refused_where_it_does_not_apply() {
+    let device = device();
+    let err = DstConfig::new(Method::Rigl)
+        .with_pruning_scope(PruningScope::Global)
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("method rigl"), "{err}");
+    let err = DstConfig::new(Method::Prune)
+        .with_end_step(10)
+        .with_threshold_decay(0.5)
+        .with_pruning_scope(PruningScope::Global)
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("threshold decay 0.5"), "{err}");
+    let structured = SparsityConfig::n_m(2, 4);
+    let err = SparseTrainer::init(
+        Mlp::new([8, 8, 8, 4], &device),
+        &structured,
+        DstConfig::new(Method::Snip).with_pruning_scope(PruningScope::Global),
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unstructured layers only"), "{err}");
 }

@@ -199,6 +199,7 @@ impl SparseTrainer {
                     .map(|p| p.sparsity)
                     .unwrap_or(1.0 - n_active as f64 / len.max(1) as f64),
                 groups: None,
+                global: planned.is_some_and(|p| p.role.follows_distribution()),
             });
             groups.push(planned.and_then(|p| p.groups));
             w.push(weight);

@@ -37,6 +37,7 @@ pub fn resnet50_rigl(device: &Device) -> (UpdateInput, UpdateContext) {
                 target_active: n_active,
                 target_sparsity: 1.0 - n_active as f64 / s.len.max(1) as f64,
                 groups: None,
+                global: true,
             }
         })
         .collect();

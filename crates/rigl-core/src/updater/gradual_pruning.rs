@@ -23,7 +23,10 @@
 //! the reference's value for every layer at the global sparsity and may differ from it by an
 //! `f32` rounding for the others.
 
-use super::{MaskUpdater, Method, MethodState, UpdateContext, UpdateDecision, UpdateInput};
+use super::{
+    MaskUpdater, Method, MethodState, PruningScope, UpdateContext, UpdateDecision, UpdateInput,
+    global_top_k_mask,
+};
 use crate::error::{Result, SparsityError};
 use crate::schedule::{UpdateSchedule, gradual_sparsity};
 use crate::structure::Groups;
@@ -36,9 +39,21 @@ use std::collections::HashMap;
 #[derive(Clone, Debug, Default)]
 pub struct GradualPruning {
     thresholds: HashMap<String, f32>,
+    scope: PruningScope,
 }
 
 impl GradualPruning {
+    /// Gradual pruning ranking each layer on its own ([`PruningScope::Layer`], model_pruning)
+    /// or the layers the distribution sets together: at each update they keep the sum of what
+    /// they would keep on their own, chosen by one ranking of `|w|` (see
+    /// [`global_top_k_mask`]; no threshold smoothing).
+    pub fn new(scope: PruningScope) -> Self {
+        Self {
+            thresholds: HashMap::new(),
+            scope,
+        }
+    }
+
     /// Weights model_pruning keeps in a layer of `n` weights with final sparsity `s_final` at
     /// the update of `ctx`: `round_half_even(f32(n) * (1 - s_t))` (TF's `round` rounds half to
     /// even).
@@ -92,6 +107,9 @@ impl MaskUpdater for GradualPruning {
     /// the end step), which may be one below the plan's `n - floor(s * n)`.
     fn active_bounds(&self, layer: &crate::plan::PlannedLayer, _updates: u64) -> (usize, usize) {
         let n = layer.numel();
+        if self.scope.is_global() && layer.role.follows_distribution() {
+            return (0, n);
+        }
         let last = ((n as f32 * (1.0 - layer.sparsity as f32)).round_ties_even() as usize).min(n);
         (last.min(layer.n_active), n)
     }
@@ -120,6 +138,16 @@ impl MaskUpdater for GradualPruning {
     }
 
     fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
+        if self.scope.is_global() {
+            let kept = |l: &super::LayerSlot| Self::kept_at(l.len, l.target_sparsity, ctx);
+            let pooled = input.layers.iter().filter(|l| l.global).map(kept).sum();
+            let mask = global_top_k_mask(input, input.weights.clone(), self.scope, kept, pooled)?;
+            return Ok(UpdateDecision {
+                reset: input.nothing(),
+                mask,
+                changes: None,
+            });
+        }
         let kept: Vec<usize> = input
             .layers
             .iter()

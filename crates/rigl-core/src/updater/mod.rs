@@ -13,6 +13,7 @@
 #[cfg(any(test, feature = "catalogue"))]
 pub mod catalogue;
 pub(crate) mod drop_grow;
+mod global_top_k;
 mod gradual_pruning;
 mod rigl;
 mod scratch;
@@ -21,6 +22,7 @@ mod snfs;
 mod snip;
 mod static_rezero;
 
+pub use global_top_k::{PruningScope, global_top_k_mask};
 pub use gradual_pruning::GradualPruning;
 pub use rigl::Rigl;
 pub use scratch::Scratch;
@@ -55,6 +57,9 @@ pub struct LayerSlot {
     /// The groups of a structured layer, whose buffers then hold the output-major view (see
     /// [`crate::Structure`] and [`UpdateInput::with_structure`]); `None`: unstructured.
     pub groups: Option<Groups>,
+    /// Whether the layer's sparsity is the distribution's (not a custom or first/last-layer
+    /// value): the layers a global ranking ([`PruningScope::Global`]) pools.
+    pub global: bool,
 }
 
 impl LayerSlot {
@@ -137,6 +142,7 @@ impl UpdateInput {
                 target_active: l.target_active,
                 target_sparsity: 1.0 - l.target_active as f64 / len.max(1) as f64,
                 groups: None,
+                global: true,
             });
             offset += len;
         }

@@ -2,14 +2,32 @@
 //! `|g * w|` (g the dense gradient of the first batch) are kept, `N - floor(s * N)` per layer
 //! with `s` from the chosen distribution. That iteration trains nothing; afterwards the mask is
 //! fixed.
+//!
+//! With a global [`PruningScope`] the layers the distribution sets share one ranking (the
+//! original SNIP ranks all connections together; jaxpruner's `GlobalSaliencyPruning` divides
+//! each layer's scores by their L2 norm first): they keep the sum of their planned counts
+//! between them (see [`global_top_k_mask`]).
 
-use super::{MaskUpdater, Method, UpdateContext, UpdateDecision, UpdateInput};
+use super::{
+    MaskUpdater, Method, PruningScope, UpdateContext, UpdateDecision, UpdateInput,
+    global_top_k_mask,
+};
 use crate::error::Result;
 use rigl_kernels::segmented_top_k_mask_abs;
 
 /// One-shot pruning at initialisation by connection sensitivity.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Snip;
+pub struct Snip {
+    scope: PruningScope,
+}
+
+impl Snip {
+    /// SNIP ranking each layer on its own ([`PruningScope::Layer`], the reference) or the
+    /// layers together.
+    pub fn new(scope: PruningScope) -> Self {
+        Self { scope }
+    }
+}
 
 impl MaskUpdater for Snip {
     fn method(&self) -> Method {
@@ -26,7 +44,12 @@ impl MaskUpdater for Snip {
 
     fn active_bounds(&self, layer: &crate::plan::PlannedLayer, updates: u64) -> (usize, usize) {
         if updates > 0 {
-            (layer.n_active, layer.n_active)
+            if self.scope.is_global() && layer.role.follows_distribution() {
+                // Pooled layers share their planned total; each may hold any part of it.
+                (0, layer.numel())
+            } else {
+                (layer.n_active, layer.n_active)
+            }
         } else {
             (layer.numel(), layer.numel())
         }
@@ -57,6 +80,21 @@ impl MaskUpdater for Snip {
             grad + input.weights.clone().mul_scalar(ctx.weight_decay as f32)
         };
         let sensitivity = grad * input.weights.clone();
+        if self.scope.is_global() {
+            let pooled = input
+                .layers
+                .iter()
+                .filter(|l| l.global)
+                .map(|l| l.target_active)
+                .sum();
+            let mask =
+                global_top_k_mask(input, sensitivity, self.scope, |l| l.target_active, pooled)?;
+            return Ok(UpdateDecision {
+                reset: input.nothing(),
+                mask,
+                changes: None,
+            });
+        }
         // Structured layers keep the top `k` of every group.
         let segs = input.layer_segments(|l| l.target_active, |_, g| g.k);
         let mask = segmented_top_k_mask_abs(sensitivity, None, &segs.segments)
@@ -101,7 +139,7 @@ mod tests {
             }],
             &Device::default(),
         );
-        let (mask, reset) = Snip.update(&ctx, &input).unwrap().to_host();
+        let (mask, reset) = Snip::default().update(&ctx, &input).unwrap().to_host();
         assert_eq!(mask, [false, true, true, false]);
         assert_eq!(reset, [false; 4]);
     }

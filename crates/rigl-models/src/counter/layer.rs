@@ -2,7 +2,7 @@
 
 use super::{LayerCount, SpatialRule};
 use crate::spec::{LayerKind, LayerSpec};
-use rigl_core::n_ones;
+use rigl_core::{Structure, n_ones};
 
 /// Bits per stored weight or bias.
 pub const PARAM_BITS: f64 = 32.0;
@@ -13,8 +13,37 @@ pub(super) fn same_output(input: usize, kernel: usize, stride: usize) -> usize {
     num.div_ceil(stride.max(1))
 }
 
-/// Count one layer at `sparsity`.
+/// Bits that record which of a sparse layer's `numel` weights are the `nnz` stored ones.
+///
+/// Unstructured and constant fan-in layers keep a 1-bit mask, `numel` bits (the reference's
+/// rule). An N:M layer stores each kept weight's position in its group of `m`,
+/// `ceil(log2 m)` bits per kept weight (the compressed format of 2:4 sparse tensor cores:
+/// 2 bits per kept weight, half the values), when that is fewer bits than the mask: 2:4 costs
+/// `numel` bits either way, 1:4 half of it, 3:4 keeps the mask.
+pub fn mask_bits(structure: Structure, numel: usize, nnz: usize) -> f64 {
+    match structure {
+        Structure::NM { m, .. } => {
+            let index_bits = (usize::BITS - (m.max(2) - 1).leading_zeros()) as f64;
+            (nnz as f64 * index_bits).min(numel as f64)
+        }
+        Structure::Unstructured | Structure::ConstantFanIn => numel as f64,
+    }
+}
+
+/// Count one layer at `sparsity`, its mask a 1-bit mask ([`count_layer_structured`] counts
+/// N:M metadata instead).
 pub fn count_layer(spec: &LayerSpec, sparsity: f64, masked: bool, rule: SpatialRule) -> LayerCount {
+    count_layer_structured(spec, sparsity, masked, rule, Structure::Unstructured)
+}
+
+/// Count one layer at `sparsity` whose mask has `structure` (see [`mask_bits`]).
+pub fn count_layer_structured(
+    spec: &LayerSpec,
+    sparsity: f64,
+    masked: bool,
+    rule: SpatialRule,
+    structure: Structure,
+) -> LayerCount {
     let [k_h, k_w] = spec.kernel_size();
     let (c_in, c_out) = match spec.kind {
         LayerKind::Dense => (spec.shape[0], spec.shape[1]),
@@ -42,9 +71,10 @@ pub fn count_layer(spec: &LayerSpec, sparsity: f64, masked: bool, rule: SpatialR
     let mults = vector * n_out + n_out;
     let adds = (vector - 1.0) * n_out + n_out;
     let numel = spec.numel();
+    let nnz = n_ones(sparsity.clamp(0.0, 1.0), numel);
     let mut bits = numel as f64 * PARAM_BITS * density + c_out as f64 * PARAM_BITS;
     if sparsity > 0.0 {
-        bits += numel as f64;
+        bits += mask_bits(structure, numel, nnz);
     }
     LayerCount {
         path: spec.path.clone(),
@@ -53,7 +83,7 @@ pub fn count_layer(spec: &LayerSpec, sparsity: f64, masked: bool, rule: SpatialR
         masked,
         sparsity,
         numel,
-        nnz: n_ones(sparsity.clamp(0.0, 1.0), numel),
+        nnz,
         input_size,
         output_size,
         mults,

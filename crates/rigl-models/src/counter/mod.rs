@@ -14,7 +14,9 @@
 //!   as the reference's network feeds it ([`SpatialRule::Reference`]), or the Burn module's
 //!   real output size ([`SpatialRule::Actual`]).
 //! - Bits: `N * 32 * (1 - s)` (fractional), plus `N` mask bits when `s > 0`, plus `32 * c_out`
-//!   for the bias. Megabytes are decimal: `bits / 8e6`.
+//!   for the bias. Megabytes are decimal: `bits / 8e6`. An N:M layer
+//!   ([`CountOptions::structure`]) stores `ceil(log2 M)` index bits per kept weight instead of
+//!   the mask where that is smaller ([`mask_bits`]).
 //! - Training FLOPs per step, with `f_S` and `f_D` the sparse and dense forward FLOPs: dense
 //!   `3 f_D`; static, SET and SNIP `3 f_S`; SNFS `2 f_S + f_D`; RigL
 //!   `(3 f_S dT + 2 f_S + f_D) / (dT + 1)`; gradual pruning the mean of `3 f_{S_t}` over the
@@ -28,7 +30,7 @@ mod report;
 mod tests;
 mod training;
 
-pub use layer::{PARAM_BITS, count_layer};
+pub use layer::{PARAM_BITS, count_layer, count_layer_structured, mask_bits};
 pub use options::{CountOptions, PruningSchedule, SpatialRule, TrainingOptions};
 pub use report::{CountTotals, LayerCount, ModelCount, TrainingCount};
 
@@ -63,10 +65,15 @@ fn count_sparsities(
         .iter()
         .zip(sparsities)
         .zip(masked)
-        .map(|((l, &s), &m)| count_layer(l, s, m, rule))
+        .map(|((l, &s), &m)| count_layer_structured(l, s, m, rule, options.structure))
         .collect();
     if let Some(nnz) = nnz {
         for (row, &n) in rows.iter_mut().zip(nnz) {
+            if row.sparsity > 0.0 {
+                // The mask's bits from the exact count.
+                row.bits += mask_bits(options.structure, row.numel, n)
+                    - mask_bits(options.structure, row.numel, row.nnz);
+            }
             row.nnz = n;
         }
     }
@@ -174,6 +181,10 @@ pub fn count<A: SparseArchitecture + ?Sized>(
     options: &CountOptions,
 ) -> Result<ModelCount> {
     let layers = arch.layer_specs()?;
+    let options = &CountOptions {
+        structure: config.structure,
+        ..*options
+    };
     let plan = crate::spec::plan_for(&layers, config)?;
     let (sparsities, masked) = plan_sparsities(&layers, &plan)?;
     let replan = |s: f64| -> Result<Vec<f64>> {

@@ -1,7 +1,7 @@
 //! What to count: spatial sizes, the training method and its schedule.
 
 use crate::error::{ModelError, Result};
-use rigl_core::Method;
+use rigl_core::{Method, Structure};
 use serde::{Deserialize, Serialize};
 
 /// Which spatial sizes the FLOP count uses.
@@ -119,4 +119,8 @@ pub struct CountOptions {
     pub spatial: SpatialRule,
     /// The training-FLOPs estimate.
     pub training: TrainingOptions,
+    /// The structure of the masks, for their storage ([`super::mask_bits`]); [`super::count`]
+    /// takes its sparsity configuration's.
+    #[serde(default)]
+    pub structure: Structure,
 }

@@ -350,3 +350,68 @@ fn table_and_json() {
     assert!(json["totals"]["size_mb"].is_number());
     assert_eq!(json["training"]["method"], "rigl");
 }
+
+#[test]
+fn n_m_layers_store_index_bits_where_they_are_smaller() {
+    // Toy's conv: 72 weights, fan-in 18 (even, not a multiple of 4).
+    let at = |structure: rigl_core::Structure, sparsity: f64| {
+        let config = SparsityConfig::uniform(sparsity)
+            .with_structure(structure)
+            .last_layer_dense();
+        count(&Toy, &config, &options(Method::Rigl)).unwrap().layers[0].bits
+    };
+    let weights_and_bias = |nnz: f64| nnz * 32.0 + 4.0 * 32.0;
+    // 1:2 keeps 36: one index bit each, 36 bits instead of the 72-bit mask.
+    assert_eq!(
+        at(rigl_core::Structure::NM { n: 1, m: 2 }, 0.5),
+        weights_and_bias(36.0) + 36.0
+    );
+    // Unstructured and constant fan-in at the same sparsity keep the mask.
+    assert_eq!(
+        at(rigl_core::Structure::Unstructured, 0.5),
+        weights_and_bias(36.0) + 72.0
+    );
+    assert_eq!(
+        at(rigl_core::Structure::ConstantFanIn, 0.5),
+        weights_and_bias(36.0) + 72.0
+    );
+    // The rule itself: 2:4 costs the mask's bits, 1:4 half, 3:4 the mask (index bits would be
+    // 1.5x), 1:8 three eighths.
+    assert_eq!(
+        mask_bits(rigl_core::Structure::NM { n: 2, m: 4 }, 64, 32),
+        64.0
+    );
+    assert_eq!(
+        mask_bits(rigl_core::Structure::NM { n: 1, m: 4 }, 64, 16),
+        32.0
+    );
+    assert_eq!(
+        mask_bits(rigl_core::Structure::NM { n: 3, m: 4 }, 64, 48),
+        64.0
+    );
+    assert_eq!(
+        mask_bits(rigl_core::Structure::NM { n: 1, m: 8 }, 64, 8),
+        24.0
+    );
+    assert_eq!(
+        mask_bits(rigl_core::Structure::NM { n: 1, m: 5 }, 60, 12),
+        36.0
+    );
+}
+
+#[test]
+fn structured_mnist_mlp_count() {
+    // 784-300-100-10 at 1:4, the output layer dense: 58,800 + 7,500 kept weights with 2 index
+    // bits each.
+    let config = SparsityConfig::n_m(1, 4).last_layer_dense();
+    let c = count(&MlpConfig::new(), &config, &options(Method::Rigl)).unwrap();
+    let bits = [
+        58_800.0 * 32.0 + 300.0 * 32.0 + 117_600.0,
+        7_500.0 * 32.0 + 100.0 * 32.0 + 15_000.0,
+        1_000.0 * 32.0 + 10.0 * 32.0,
+    ];
+    for (row, b) in c.layers.iter().zip(bits) {
+        assert_eq!(row.bits, b, "{}", row.path);
+    }
+    assert_eq!(c.totals.nnz, 58_800 + 7_500 + 1_000);
+}
