@@ -57,7 +57,7 @@ pub struct CountArgs {
     #[arg(long, default_value_t = 1.0)]
     pub erk_power_scale: f64,
     /// Training method for the training-FLOPs estimate: dense, scratch, static_rezero, set,
-    /// snfs, rigl, snip, prune (or the reference's names: baseline, static, momentum).
+    /// snfs, rigl, snip, prune, ste (or the reference's names: baseline, static, momentum).
     #[arg(long, default_value = "rigl")]
     pub method: Method,
     /// Steps between mask updates (RigL) or pruning steps (pruning).

@@ -34,7 +34,7 @@ pub struct TrainSettings {
     /// Do not fetch a missing data set.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub no_fetch: bool,
-    /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune (or the reference's
+    /// Method: dense, scratch, static_rezero, set, snfs, rigl, snip, prune, ste (or the reference's
     /// names: baseline, static, momentum).
     #[arg(long, default_value = "rigl")]
     pub method: Method,

@@ -2,7 +2,9 @@
 //! its [`MaskUpdater`].
 
 use crate::trainer::DstConfig;
-use crate::updater::{GradualPruning, MaskUpdater, Rigl, Scratch, Set, Snfs, Snip, StaticRezero};
+use crate::updater::{
+    GradualPruning, MaskUpdater, Rigl, Scratch, Set, Snfs, Snip, StaticRezero, SteMagnitude,
+};
 use serde::{Deserialize, Serialize};
 
 /// A sparse training method.
@@ -31,11 +33,15 @@ pub enum Method {
     Snip,
     /// Gradual magnitude pruning (Zhu & Gupta) from dense.
     Prune,
+    /// Straight-through magnitude pruning (jaxpruner's `ste_magnitude_pruning`): dense
+    /// weights, the forward pass on their top `|w|` at every step, the gradient to all of
+    /// them.
+    Ste,
 }
 
 impl Method {
     /// All methods, in documentation order.
-    pub const ALL: [Method; 8] = [
+    pub const ALL: [Method; 9] = [
         Method::Dense,
         Method::Scratch,
         Method::StaticRezero,
@@ -44,6 +50,7 @@ impl Method {
         Method::Rigl,
         Method::Snip,
         Method::Prune,
+        Method::Ste,
     ];
 
     /// The reference's (google-research/rigl) names of methods, accepted wherever a method is
@@ -66,6 +73,7 @@ impl Method {
             Method::Rigl => "rigl",
             Method::Snip => "snip",
             Method::Prune => "prune",
+            Method::Ste => "ste",
         }
     }
 
@@ -89,6 +97,7 @@ impl Method {
             Method::Rigl => Box::new(Rigl),
             Method::Snip => Box::new(Snip::new(config.pruning_scope)),
             Method::Prune => Box::new(GradualPruning::new(config.pruning_scope)),
+            Method::Ste => Box::new(SteMagnitude::new(config.pruning_scope)),
         })
     }
 }

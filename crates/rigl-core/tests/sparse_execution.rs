@@ -170,10 +170,13 @@ fn every_method_trains_the_same_with_sparse_execution() {
             );
         }
         // Methods that need the dense gradient only at updates run the kernels in between.
-        // SNFS keeps a moving average of the dense gradient of every step, so it never can.
+        // SNFS keeps a moving average of the dense gradient of every step, and straight-through
+        // pruning trains every stored weight on it, so they never can.
         let sparse_steps = sparse.iter().filter(|s| s.2.iter().any(|r| *r)).count();
         match method {
-            Method::Dense | Method::Snfs => assert_eq!(sparse_steps, 0, "{method}"),
+            Method::Dense | Method::Snfs | Method::Ste => {
+                assert_eq!(sparse_steps, 0, "{method}")
+            }
             _ => assert!(
                 sparse_steps >= STEPS / 2,
                 "{method}: only {sparse_steps} sparse steps"

@@ -75,7 +75,7 @@ impl DstConfig {
     /// outside `[0, 1)`, a grow-init divisor that is not positive, a gradient grow init or
     /// `rigl_acc_scale` for another method than RigL, a threshold decay outside `[0, 1)`, a
     /// negative weight decay, an exponential anneal without an end step, or a global pruning
-    /// scope for a method other than SNIP and pruning (or with threshold smoothing).
+    /// scope for a method other than SNIP, pruning and STE (or with threshold smoothing).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(SparsityError::InvalidSetting(m));
         if self.frequency < 1 {
@@ -151,9 +151,9 @@ impl DstConfig {
             );
         }
         if self.pruning_scope.is_global() {
-            if !matches!(self.method, Method::Snip | Method::Prune) {
+            if !matches!(self.method, Method::Snip | Method::Prune | Method::Ste) {
                 return bad(format!(
-                    "pruning scope {} ranks the layers of snip or prune together: method {} keeps per-layer counts",
+                    "pruning scope {} ranks the layers of snip, prune or ste together: method {} keeps per-layer counts",
                     self.pruning_scope, self.method
                 ));
             }

@@ -231,6 +231,9 @@ impl SparseTrainer {
         if !u.updates() || (u.one_shot() && self.state.updates > 0) {
             return false;
         }
+        if u.every_step() {
+            return true;
+        }
         self.config
             .schedule()
             .is_update_step(u.schedule_step(self.state.step), self.state.last_update)
@@ -306,7 +309,7 @@ impl SparseTrainer {
             &model,
             &layers,
             &mut grads,
-            mode == GradientMode::Dense,
+            mode == GradientMode::Dense && !updater.straight_through(),
             needs_dense,
         )?;
 

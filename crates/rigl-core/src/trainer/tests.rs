@@ -1125,9 +1125,9 @@ proptest! {
                             let layer = stats.layers.iter().find(|l| &l.path == path).unwrap();
                             prop_assert_eq!(layer.active, a.iter().filter(|&&x| x).count(), "{} {} active at call {}: {:?}", method, path, i, stats);
                             prop_assert_eq!(layer.dropped, (0..a.len()).filter(|&k| b[k] && !a[k]).count(), "{} {} dropped at call {}: {:?}", method, path, i, stats);
-                            // Gradual pruning: a pruned weight whose magnitude reaches the threshold
-                            // again comes back with its weight, as in the reference.
-                            if method == Method::Prune {
+                            // Gradual and straight-through pruning: a pruned weight whose magnitude
+                            // reaches the kept ones again comes back with its weight.
+                            if matches!(method, Method::Prune | Method::Ste) {
                                 continue;
                             }
                             if method != Method::StaticRezero {
@@ -1143,9 +1143,9 @@ proptest! {
                         let count = m.iter().filter(|&&x| x).count();
                         let (planned, numel, s) = plan[path];
                         match method {
-                            Method::Prune => {
+                            Method::Prune | Method::Ste => {
                                 let last = ((numel as f32 * (1.0 - s as f32)).round_ties_even() as usize).min(numel);
-                                prop_assert!(count >= last.min(planned), "prune {}: {} active, final {}", path, count, last);
+                                prop_assert!(count >= last.min(planned), "{} {}: {} active, final {}", method, path, count, last);
                                 if trainer.step_count() > 12 {
                                     prop_assert_eq!(count, last, "prune {} after its end", path);
                                 }
@@ -1236,15 +1236,15 @@ proptest! {
                 let per_group: Vec<usize> = view.chunks(groups.len).map(|c| c.iter().filter(|&&x| x).count()).collect();
                 match method {
                     Method::Snip if updates == 0 => prop_assert!(m.iter().all(|&x| x)),
-                    Method::Prune => {
-                        prop_assert!(per_group.iter().all(|&c| c == per_group[0] && c >= groups.k), "prune {} {}: {:?}", structure, path, per_group);
+                    Method::Prune | Method::Ste => {
+                        prop_assert!(per_group.iter().all(|&c| c == per_group[0] && c >= groups.k), "{} {} {}: {:?}", method, structure, path, per_group);
                         if trainer.step_count() > 12 {
                             prop_assert_eq!(per_group[0], groups.k);
                         }
                     }
                     _ => prop_assert_eq!(groups.first_violation(&view), None, "{} {} {} at call {}", method, structure, path, i),
                 }
-                if method != Method::Prune {
+                if !matches!(method, Method::Prune | Method::Ste) {
                     let w = kernel_at(&model, path);
                     prop_assert!((0..m.len()).filter(|&k| m[k] && !b[k]).all(|k| w[k] == 0.0), "{}: a new connection of {} is not zero", method, path);
                 }
@@ -1432,4 +1432,77 @@ fn global_scope_is_refused_where_it_does_not_apply() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("unstructured layers only"), "{err}");
+}
+
+#[test]
+fn ste_trains_every_stored_weight_and_masks_their_top_magnitudes() {
+    let device = device();
+    let sparsity = SparsityConfig::uniform(0.75);
+    // End step 0: the final sparsity from the first update on (jaxpruner's one-shot STE).
+    let dst = DstConfig::new(Method::Ste).with_end_step(0);
+    let (model, mut trainer) =
+        SparseTrainer::init(Mlp::new([6, 8, 8, 3], &device), &sparsity, dst).unwrap();
+    let plan = trainer.plan().unwrap().clone();
+    assert!(trainer.is_update_step());
+    assert_eq!(trainer.next_gradient_mode(), GradientMode::Dense);
+    let mut optim = SgdConfig::new().init();
+    let mut model = model;
+    let mut moved_while_pruned = 0;
+    let mut came_back = 0;
+    for i in 0..12 {
+        let before_mask = masks_by_path(&model);
+        let before: Vec<Vec<f32>> = [&model.fc1, &model.fc2, &model.fc3]
+            .iter()
+            .map(|l| floats_to_host(l.weight.base().reshape([-1])))
+            .collect();
+        let grads = model.grads(i, 8, &device);
+        let out = trainer.step(model, &mut optim, 0.5, grads).unwrap();
+        assert!(out.trained, "every step trains");
+        assert!(out.update.is_some(), "every step updates the mask");
+        model = out.model;
+        let stored: Vec<Vec<f32>> = [&model.fc1, &model.fc2, &model.fc3]
+            .iter()
+            .map(|l| floats_to_host(l.weight.base().reshape([-1])))
+            .collect();
+        for (((path, mask), w), (old, (_, old_mask))) in masks_by_path(&model)
+            .iter()
+            .zip(&stored)
+            .zip(before.iter().zip(&before_mask))
+        {
+            let planned = plan.layer(path).unwrap();
+            let kept = GradualPruning::kept_at(
+                w.len(),
+                planned.sparsity,
+                &UpdateContext {
+                    step: 1,
+                    ..UpdateContext::default()
+                },
+            );
+            // The mask is the top |w| of the stored weights after this step's update.
+            assert_eq!(mask.iter().filter(|&&b| b).count(), kept, "{path}");
+            let kept_min = (0..w.len())
+                .filter(|&k| mask[k])
+                .map(|k| w[k].abs())
+                .fold(f32::INFINITY, f32::min);
+            let dropped_max = (0..w.len())
+                .filter(|&k| !mask[k])
+                .map(|k| w[k].abs())
+                .fold(0.0, f32::max);
+            assert!(kept_min >= dropped_max, "{path} at step {i}");
+            // Pruned weights train too (straight-through), and come back when they grow.
+            if i > 0 {
+                moved_while_pruned += (0..w.len())
+                    .filter(|&k| !old_mask[k] && w[k] != old[k])
+                    .count();
+                came_back += (0..w.len()).filter(|&k| !old_mask[k] && mask[k]).count();
+            }
+        }
+    }
+    assert!(moved_while_pruned > 0, "pruned stored weights never moved");
+    assert!(came_back > 0, "no pruned weight came back");
+    // The model computes with the masked weights.
+    let effective = floats_to_host(model.fc1.weight.val().reshape([-1]));
+    let mask = &masks_by_path(&model)[0].1;
+    assert!((0..mask.len()).all(|k| mask[k] || effective[k] == 0.0));
+    trainer.check_model(&model).unwrap();
 }

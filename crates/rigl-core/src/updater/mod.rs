@@ -9,6 +9,7 @@
 //! | `rigl` | [`Rigl`] | drop by \|w\|, grow | \|dense gradient\| |
 //! | `snip` | [`Snip`] | once, at the first step | keeps top \|g * w\| |
 //! | `prune` | [`GradualPruning`] | prunes on a cubic schedule | - |
+//! | `ste` | [`SteMagnitude`] | every step: top \|w\| of the dense weights (straight-through) | - |
 
 #[cfg(any(test, feature = "catalogue"))]
 pub mod catalogue;
@@ -21,6 +22,7 @@ mod set;
 mod snfs;
 mod snip;
 mod static_rezero;
+mod ste_magnitude;
 
 pub use global_top_k::{PruningScope, global_top_k_mask};
 pub use gradual_pruning::GradualPruning;
@@ -30,6 +32,7 @@ pub use set::Set;
 pub use snfs::Snfs;
 pub use snip::Snip;
 pub use static_rezero::StaticRezero;
+pub use ste_magnitude::SteMagnitude;
 
 use crate::Method;
 use crate::error::{Result, SparsityError};
@@ -464,6 +467,19 @@ pub trait MaskUpdater: Send + Sync {
 
     /// A boxed copy, state included.
     fn box_clone(&self) -> Box<dyn MaskUpdater>;
+
+    /// Whether the method updates its masks at every step, whatever the schedule's frequency,
+    /// begin and end (straight-through pruning).
+    fn every_step(&self) -> bool {
+        false
+    }
+
+    /// Whether the optimizer steps on the dense gradient `dL/d(w*m)` at every position,
+    /// pruned ones included (straight-through pruning), instead of the gradient masked to the
+    /// active connections.
+    fn straight_through(&self) -> bool {
+        false
+    }
 
     /// Whether the method ever changes masks or weights (false: `scratch`).
     fn updates(&self) -> bool {

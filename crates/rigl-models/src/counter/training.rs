@@ -18,7 +18,8 @@ pub(super) fn step_flops(method: Method, delta_t: u64, f_s: f64, f_d: f64) -> f6
     match method {
         Method::Dense => 3.0 * f_d,
         Method::Scratch | Method::StaticRezero | Method::Set | Method::Snip => 3.0 * f_s,
-        Method::Snfs => 2.0 * f_s + f_d,
+        // STE: sparse forward and input gradient, the weight gradient of every stored weight.
+        Method::Snfs | Method::Ste => 2.0 * f_s + f_d,
         Method::Rigl | Method::Prune => {
             let dt = delta_t as f64;
             (3.0 * f_s * dt + 2.0 * f_s + f_d) / (dt + 1.0)
