@@ -599,6 +599,69 @@ pub fn sparse_matmul_catalogue(max_work: usize) -> Vec<SparseMatmulProblem> {
     out
 }
 
+/// A constant fan-in problem for the condensed product: every output keeps `k` inputs.
+#[derive(Clone, Debug)]
+pub struct ConstantFanInProblem {
+    /// The problem in the layout of the other sparse products (`weight` NaN where inactive).
+    pub matmul: SparseMatmulProblem,
+    /// Active inputs of every output.
+    pub k: usize,
+}
+
+/// One constant fan-in problem: `batch x rows` inputs, `cols` outputs, `k` active inputs per
+/// output at random places (deterministic in the parameters).
+pub fn constant_fan_in_problem(
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    k: usize,
+    seed: u64,
+) -> ConstantFanInProblem {
+    let mut p = sparse_matmul_problem(batch, rows, cols, MaskShape::Full, seed);
+    let mut rng = SplitMix64::new(seed ^ 0x5eed);
+    let k = k.min(rows);
+    p.mask = vec![false; rows * cols];
+    for j in 0..cols {
+        // A partial Fisher-Yates shuffle picks the output's k inputs.
+        let mut inputs: Vec<usize> = (0..rows).collect();
+        for t in 0..k {
+            let pick = t + (rng.next_u64() % (rows - t) as u64) as usize;
+            inputs.swap(t, pick);
+            p.mask[inputs[t] * cols + j] = true;
+        }
+    }
+    for (w, &m) in p.weight.iter_mut().zip(&p.mask) {
+        if !m {
+            *w = f32::NAN;
+        }
+    }
+    p.name = format!("constant-fan-in batch={batch}/{rows}x{cols}/k={k}");
+    ConstantFanInProblem { matmul: p, k }
+}
+
+/// Constant fan-in problems with at most `max_work` dense multiply-adds: every shape of
+/// [`SPARSE_MATMUL_SHAPES`] with empty outputs (`k = 0`), full ones (`k = rows`), half (2:4's
+/// count), 10% and one input per output.
+pub fn constant_fan_in_catalogue(max_work: usize) -> Vec<ConstantFanInProblem> {
+    let mut out = Vec::new();
+    for (n, &(batch, rows, cols)) in SPARSE_MATMUL_SHAPES.iter().enumerate() {
+        if batch * rows * cols > max_work {
+            continue;
+        }
+        let ks = [0, rows, rows / 2, rows.div_ceil(10), 1];
+        for (i, &k) in ks.iter().enumerate() {
+            out.push(constant_fan_in_problem(
+                batch,
+                rows,
+                cols,
+                k,
+                9_000 + (n * 10 + i) as u64,
+            ));
+        }
+    }
+    out
+}
+
 /// A sparse convolution problem: `y = conv2d(x, W)`, `dx` and `dW` at the active taps.
 #[derive(Clone, Debug)]
 pub struct SparseConvProblem {

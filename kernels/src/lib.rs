@@ -86,6 +86,7 @@ mod batch_norm;
 pub mod catalogue;
 #[cfg(feature = "cube")]
 pub mod components;
+mod condensed_linear;
 pub mod cpu;
 pub mod cpu_reference;
 mod drop_grow;
@@ -97,6 +98,8 @@ mod sparse_conv2d;
 mod sparse_linear;
 
 pub use batch_norm::{BatchNormTrainOutput, batch_norm_fused, batch_norm_train};
+pub use condensed_linear::{GATHER_BLOCK, condensed_linear, condensed_linear_gather};
+pub use cpu_reference::condensed_linear::Condensed;
 pub use cpu_reference::drop_grow::{DropGrowCounts, DropGrowDecision, DropGrowSegment, GrowBy};
 pub use cpu_reference::keys::{f32_key, key_f32};
 pub use cpu_reference::philox::{Philox, philox4x32_10, stream_id};

@@ -8,6 +8,9 @@
 //! - `linear-4096-infer`: the forward of a 90%-sparse 4096x4096 linear layer at batch 1, 16, 64
 //!   and 256. Dense is Burn's matmul on the weight with its zeros stored (what a dense
 //!   deployment runs), sparse is the sparse kernel.
+//! - `linear-4096-fan-in-infer`: the same layer at constant fan-in 410 (10%), batch 1, 16, 64
+//!   and 256: Burn's matmul on the weight with its zeros stored against the condensed product
+//!   ([`rigl_kernels::condensed_linear`], the layout constant fan-in and N:M layers allow).
 //! - `wrn-train-step`: one training step (forward, backward, SGD with momentum) of WRN-22-2 at
 //!   90% ERK sparsity, batch 32 of 32x32 RGB images, no mask update; dense is the masked path,
 //!   sparse is `--execution sparse`.
@@ -155,6 +158,31 @@ fn linear_4096(batch: usize, repeats: usize, device: &Device) -> Result<SparseBe
     ))
 }
 
+/// A 4096x4096 layer at constant fan-in 410 (10% density): Burn's matmul on the weight with
+/// its zeros stored against the condensed product.
+fn linear_4096_fan_in(batch: usize, repeats: usize, device: &Device) -> SparseBenchRow {
+    let p = rigl_kernels::catalogue::constant_fan_in_problem(batch, 4096, 4096, 410, 4096);
+    let m = &p.matmul;
+    let condensed = rigl_kernels::Condensed::from_linear(&m.weight, &m.mask, m.rows, m.cols)
+        .expect("the problem has a constant fan-in");
+    let dense = Tensor::<2>::from_data(TensorData::new(m.masked_weight(), [4096, 4096]), device);
+    let x = Tensor::<2>::from_data(TensorData::new(m.x.clone(), [batch, 4096]), device);
+    let read = |y: Tensor<2>| {
+        let _ = y.slice([0..1, 0..1]).into_scalar::<f32>();
+    };
+    let dense_ms = median_ms(repeats, || read(x.clone().matmul(dense.clone())));
+    let condensed_ms = median_ms(repeats, || {
+        read(rigl_kernels::condensed_linear(x.clone(), &condensed).expect("shapes fit"))
+    });
+    row(
+        "linear-4096-fan-in-infer",
+        batch,
+        410.0 / 4096.0,
+        dense_ms,
+        condensed_ms,
+    )
+}
+
 /// Active weights over all weights of the masked layers of `report`.
 fn masked_density(report: &rigl_core::SparsityReport) -> f64 {
     let masked: Vec<_> = report.layers.iter().filter(|l| l.masked).collect();
@@ -266,6 +294,9 @@ pub fn measure_batches(
     for &batch in batches {
         rows.push(linear_4096(batch, repeats, device)?);
     }
+    for &batch in batches {
+        rows.push(linear_4096_fan_in(batch, repeats, device));
+    }
     Ok(rows)
 }
 
@@ -277,10 +308,18 @@ mod tests {
     fn every_case_reports_both_paths() {
         let rows = measure_batches(&Device::flex(), 1, &[1]).unwrap();
         let cases: Vec<&str> = rows.iter().map(|r| r.case.as_str()).collect();
-        assert_eq!(cases, ["mlp-train-step", "linear-4096-infer"]);
+        assert_eq!(
+            cases,
+            [
+                "mlp-train-step",
+                "linear-4096-infer",
+                "linear-4096-fan-in-infer"
+            ]
+        );
         // The reference MLP set-up: 8,244 of 265,200 masked weights active.
         assert!((rows[0].density - 8244.0 / 265_200.0).abs() < 1e-12);
         assert!((rows[1].density - 0.1).abs() < 1e-6);
+        assert!((rows[2].density - 410.0 / 4096.0).abs() < 1e-12);
         for r in &rows {
             assert!(r.dense_ms > 0.0 && r.sparse_ms > 0.0, "{r:?}");
             assert!((r.speedup - r.dense_ms / r.sparse_ms).abs() < 1e-12);

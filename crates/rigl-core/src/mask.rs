@@ -75,6 +75,18 @@ impl Reparameterization for SparseMask {
     }
 }
 
+/// Read non-negative integer counts (sums of masks) to the host, in one transfer.
+pub(crate) fn counts_to_host(counts: Tensor<1, burn::tensor::Int>) -> Vec<usize> {
+    counts
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("counts convert to i64")
+        .into_iter()
+        .map(|c| c.max(0) as usize)
+        .collect()
+}
+
 /// Read a Bool tensor to the host (backends that store Bool as integers included).
 pub fn bools_to_host<const D: usize>(tensor: Tensor<D, Bool>) -> Vec<bool> {
     let data = tensor.into_data();

@@ -244,19 +244,16 @@ impl Groups {
 
     /// The active positions of every group of `mask` (a flat view), read in one transfer.
     pub fn active_per_group(&self, mask: Tensor<1, Bool>) -> Vec<usize> {
-        let counts: Tensor<1, Int> = mask
-            .int()
+        crate::mask::counts_to_host(self.group_counts(mask))
+    }
+
+    /// The active positions of each group of a view `mask`, on its device (read several
+    /// layers' at once with one transfer by concatenating them).
+    pub fn group_counts(&self, mask: Tensor<1, Bool>) -> Tensor<1, Int> {
+        mask.int()
             .reshape([self.count(), self.len])
             .sum_dim(1)
-            .reshape([-1]);
-        counts
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .expect("i64 counts")
-            .into_iter()
-            .map(|c| c as usize)
-            .collect()
+            .reshape([-1])
     }
 
     /// The first group of a view `mask` (host values) that does not hold exactly `k` active

@@ -2,6 +2,7 @@
 //! (the batch norm, which has no reference here, is tested against Burn's).
 
 pub mod batch_norm;
+pub mod condensed_linear;
 pub mod drop_grow;
 pub mod dropout;
 pub mod radix_select;
@@ -11,6 +12,7 @@ pub mod sparse_linear_backward;
 pub mod spmm;
 pub mod transpose;
 
+pub use condensed_linear::condensed_linear;
 pub use drop_grow::{DropGrowFlags, DropGrowOutcome, drop_grow, drop_grow_counts};
 pub use radix_select::{
     SegmentCounts, philox_u32, segmented_random_top_k_counts, segmented_random_top_k_mask,

@@ -3,6 +3,7 @@
 //! They are written for clarity, not speed; [`crate::cpu`] holds the fast CPU path that the
 //! CPU backend runs, tested against these.
 
+pub(crate) mod condensed_linear;
 pub(crate) mod drop_grow;
 pub(crate) mod keys;
 pub(crate) mod philox;
@@ -13,6 +14,7 @@ pub(crate) mod sparse_pattern;
 pub(crate) mod spmm;
 pub(crate) mod top_k_mask;
 
+pub use condensed_linear::{Condensed, condensed_linear};
 pub use drop_grow::{check_disjoint, drop_grow};
 pub use random_mask::{philox_keys, segmented_random_top_k_mask};
 pub use sddmm::{SDDMM_LANES, lane_dot, sddmm};

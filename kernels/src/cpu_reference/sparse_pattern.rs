@@ -42,6 +42,16 @@ pub enum SparseError {
         /// What is missing, e.g. `backend Cube` or `dtype F16`.
         what: String,
     },
+    /// A mask that is not constant fan-in: an output has another number of active inputs than
+    /// the first one (the condensed format needs the same count for every output).
+    NotConstantFanIn {
+        /// The output.
+        output: usize,
+        /// Its active inputs.
+        active: usize,
+        /// The first output's.
+        expected: usize,
+    },
 }
 
 impl fmt::Display for SparseError {
@@ -64,6 +74,14 @@ impl fmt::Display for SparseError {
                 "`{operand}` has {actual} elements where the sparse pattern needs {expected}"
             ),
             Self::Unsupported { what } => write!(f, "no sparse kernels for {what}"),
+            Self::NotConstantFanIn {
+                output,
+                active,
+                expected,
+            } => write!(
+                f,
+                "output {output} has {active} active inputs, output 0 has {expected}: the condensed format needs a constant fan-in"
+            ),
         }
     }
 }

@@ -700,12 +700,5 @@ fn count_true(parts: Vec<Tensor<1, Bool>>) -> Vec<usize> {
         .into_iter()
         .map(|p| p.without_autodiff().int().sum())
         .collect();
-    Tensor::cat(sums, 0)
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec::<i64>()
-        .expect("counts convert to i64")
-        .into_iter()
-        .map(|c| c as usize)
-        .collect()
+    crate::mask::counts_to_host(Tensor::cat(sums, 0))
 }

@@ -17,6 +17,7 @@
 use super::{LayerChange, LayerSlot, UpdateDecision, UpdateInput};
 use crate::error::Result;
 use crate::structure::Groups;
+use burn::tensor::Tensor;
 use rigl_kernels::{DropGrowSegment, Segment, segmented_top_k_mask_abs, stream_id};
 use std::collections::HashMap;
 
@@ -149,16 +150,24 @@ fn structured_drop(input: &UpdateInput, drop_fraction: f64) -> Result<HashMap<us
     let kept = segmented_top_k_mask_abs(input.weights.clone(), Some(input.mask.clone()), &segments)
         .map_err(|e| input.select_error_in(e, &structured))?
         .mask;
+    // Every structured layer's per-group counts in one transfer.
+    let groups: Vec<&Groups> = structured
+        .iter()
+        .map(|&i| input.layers[i].groups.as_ref().expect("structured"))
+        .collect();
+    let counts = structured
+        .iter()
+        .zip(&groups)
+        .map(|(&i, g)| {
+            let l = &input.layers[i];
+            g.group_counts(kept.clone().narrow(0, l.offset, l.len))
+        })
+        .collect();
+    let mut counts = crate::mask::counts_to_host(Tensor::cat(counts, 0)).into_iter();
     Ok(structured
         .into_iter()
-        .map(|i| {
-            let l = &input.layers[i];
-            let g = l.groups.as_ref().expect("structured");
-            (
-                i,
-                g.active_per_group(kept.clone().narrow(0, l.offset, l.len)),
-            )
-        })
+        .zip(groups)
+        .map(|(i, g)| (i, counts.by_ref().take(g.count()).collect()))
         .collect())
 }
 
