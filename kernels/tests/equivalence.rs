@@ -449,6 +449,42 @@ fn sparse_linear_on_wgpu_equals_reference() {
     );
 }
 
+/// The condensed product on wgpu (the portable gather path) against the CPU reference, within
+/// `(k + 2) * f32::EPSILON * sum |terms|` of each value (a device may fuse a product and its
+/// sum).
+#[cfg(feature = "wgpu")]
+#[test]
+fn condensed_linear_on_wgpu_equals_reference() {
+    use rigl_kernels::catalogue::constant_fan_in_catalogue;
+    use rigl_kernels::cpu_reference::condensed_linear as reference;
+    use rigl_kernels::{Condensed, condensed_linear};
+    let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+    for p in constant_fan_in_catalogue(3_000_000) {
+        let m = &p.matmul;
+        let w = Condensed::from_linear(&m.weight, &m.mask, m.rows, m.cols).unwrap();
+        let want = reference(&m.x, m.batch, &w).unwrap();
+        let x = Tensor::<2>::from_data(TensorData::new(m.x.clone(), [m.batch, m.rows]), &device);
+        let got = condensed_linear(x, &w)
+            .unwrap()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let k = w.k();
+        for (e, (g, r)) in got.iter().zip(&want).enumerate() {
+            let (b, j) = (e / m.cols, e % m.cols);
+            let scale: f32 = (0..k)
+                .map(|t| {
+                    let i = w.indices()[j * k + t] as usize;
+                    (w.values()[j * k + t] * m.x[b * m.rows + i]).abs()
+                })
+                .sum();
+            let bound = (k + 2) as f32 * f32::EPSILON * scale;
+            assert!((g - r).abs() <= bound, "{}: {g} vs {r} at {e}", m.name);
+        }
+    }
+}
+
 /// The sparse convolutions' fast CPU path equals the reference bit for bit over the catalogue,
 /// and both equal Burn's dense convolution of the masked weight (and its autodiff gradients)
 /// within `2 (terms + 2) f32::EPSILON sum |terms|` of each value, exactly zero at inactive taps.

@@ -86,14 +86,16 @@ fn mlp_step_ms(
     repeats: usize,
 ) -> Result<(f64, f64), CliError> {
     let device = device.clone().autodiff();
-    device.seed(0);
     let sparsity = SparsityConfig::uniform(0.98)
         .with_custom_sparsity("fc2", 0.882)
         .last_layer_dense();
-    let model = MlpConfig::new()
-        .with_execution(SparseExecution::new(execution))
-        .init(&device)
-        .sparsify(&sparsity)?;
+    // Seeded under the lock runs in this process share: the generator is the device's.
+    let model = crate::train::seeded(&device, 0, || {
+        MlpConfig::new()
+            .with_execution(SparseExecution::new(execution))
+            .init(&device)
+    })
+    .sparsify(&sparsity)?;
     let density = masked_density(&model.sparsity_report());
     let settings = TrainSettings::default();
     let mut optim = crate::train::sgd(
@@ -124,19 +126,22 @@ fn mlp_step_ms(
 }
 
 fn linear_4096(batch: usize, repeats: usize, device: &Device) -> Result<SparseBenchRow, CliError> {
-    device.seed(4096);
-    let layer: SparseLinear = SparseLinearConfig::new(4096, 4096)
-        .with_execution(SparseExecution::new(Execution::Sparse))
-        .init(device)
-        .sparsify(SparsityConfig::uniform(0.9))?;
+    let layer: SparseLinear = crate::train::seeded(device, 4096, || {
+        SparseLinearConfig::new(4096, 4096)
+            .with_execution(SparseExecution::new(Execution::Sparse))
+            .init(device)
+    })
+    .sparsify(SparsityConfig::uniform(0.9))?;
     let report = layer.sparsity_report();
     let density = report.nnz as f64 / report.numel as f64;
     // Dense deployment: the masked weight stored with its zeros, no mask attached.
     let dense = {
         let zeros = layer.weight.val();
-        let mut plain = SparseLinearConfig::new(4096, 4096)
-            .with_execution(SparseExecution::new(Execution::Dense))
-            .init(device);
+        let mut plain = crate::train::seeded(device, 0, || {
+            SparseLinearConfig::new(4096, 4096)
+                .with_execution(SparseExecution::new(Execution::Dense))
+                .init(device)
+        });
         plain.weight = burn::module::Param::from_tensor(zeros);
         plain
     };
@@ -197,11 +202,12 @@ fn wrn_step_ms(
     repeats: usize,
 ) -> Result<(f64, f64), CliError> {
     let device = device.clone().autodiff();
-    device.seed(22);
-    let model = WideResNetConfig::new()
-        .with_execution(SparseExecution::new(execution))
-        .init(&device)
-        .sparsify(SparsityConfig::erk(0.9))?;
+    let model = crate::train::seeded(&device, 22, || {
+        WideResNetConfig::new()
+            .with_execution(SparseExecution::new(execution))
+            .init(&device)
+    })
+    .sparsify(SparsityConfig::erk(0.9))?;
     let density = masked_density(&model.sparsity_report());
     let mut optim = crate::train::sgd(
         &TrainSettings {
@@ -231,9 +237,7 @@ fn wrn_step_ms(
 
 /// ResNet-50 at 90% ERK, one 224x224 image, dense and sparse execution.
 fn resnet50_infer(device: &Device, repeats: usize) -> Result<SparseBenchRow, CliError> {
-    device.seed(50);
-    let model = ResNetConfig::resnet50()
-        .init(device)
+    let model = crate::train::seeded(device, 50, || ResNetConfig::resnet50().init(device))
         .sparsify(SparsityConfig::erk(0.9))?;
     let density = masked_density(&model.sparsity_report());
     let x = Tensor::<4>::from_data(

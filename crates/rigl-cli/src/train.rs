@@ -715,22 +715,38 @@ impl TrainRun<'_> {
             ..CountOptions::default()
         };
         let count = match s.method {
-            Method::Prune => rigl_models::counter::count(
-                arch,
-                &sparsity,
-                &CountOptions {
-                    training: TrainingOptions {
-                        method: Method::Prune,
-                        pruning: rigl_models::counter::PruningSchedule {
-                            total_steps: total_steps.max(2) as u64,
-                            begin_step: dst.schedule().begin_step.max(0) as u64,
-                            end_step: dst.schedule().end_step.max(1) as u64,
+            Method::Prune => {
+                // The training cost follows the pruning schedule of the configuration; the
+                // model's own masks give the inference counts (a global ranking or a run
+                // stopped early leaves other per-layer counts than the plan's).
+                let schedule = rigl_models::counter::count(
+                    arch,
+                    &sparsity,
+                    &CountOptions {
+                        training: TrainingOptions {
+                            method: Method::Prune,
+                            pruning: rigl_models::counter::PruningSchedule {
+                                total_steps: total_steps.max(2) as u64,
+                                begin_step: dst.schedule().begin_step.max(0) as u64,
+                                end_step: dst.schedule().end_step.max(1) as u64,
+                            },
+                            ..options.training
                         },
+                        ..options
+                    },
+                )?;
+                let inference = CountOptions {
+                    training: TrainingOptions {
+                        method: Method::Dense,
                         ..options.training
                     },
                     ..options
-                },
-            )?,
+                };
+                let mut count = count_model(&model, arch, &inference)?;
+                count.totals.training_flops_ratio = schedule.totals.training_flops_ratio;
+                count.training = schedule.training;
+                count
+            }
             _ => count_model(&model, arch, &options)?,
         };
         let last = history.last();

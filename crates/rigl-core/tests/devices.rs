@@ -289,6 +289,74 @@ fn sparse_training_on_wgpu_keeps_its_invariants() {
     }
 }
 
+/// Structured and global sparsity on the device: 2:4 kept exactly in every group after every
+/// step by drop and grow, straight-through and gradual pruning, and a global ranking keeping
+/// the plan's total.
+#[test]
+fn structured_and_global_sparsity_on_wgpu() {
+    use rigl_core::{PruningScope, Structure};
+    let device = wgpu().autodiff();
+    for method in [
+        Method::Rigl,
+        Method::Set,
+        Method::Snfs,
+        Method::Ste,
+        Method::Prune,
+    ] {
+        let dst = DstConfig::new(method)
+            .with_frequency(2)
+            .with_end_step(6)
+            .with_drop_fraction(0.3);
+        let sparsity = SparsityConfig::n_m(2, 4);
+        let (mut model, mut trainer) =
+            SparseTrainer::init(Mlp::new(&device), &sparsity, dst).unwrap();
+        let plan = trainer.plan().unwrap().clone();
+        let mut optim = SgdConfig::new().init();
+        for i in 0..10 {
+            let grads = model.grads(i, &device);
+            model = trainer.step(model, &mut optim, 0.1, grads).unwrap().model;
+            // Pruning and STE ramp every group from dense to 2 of 4 by the end step.
+            if matches!(method, Method::Prune | Method::Ste) && trainer.step_count() <= 6 {
+                continue;
+            }
+            for l in model.sparse_layers() {
+                let groups = plan.layer(&l.path).unwrap().groups.unwrap();
+                let view = bools_to_host(groups.to_view(l.mask.unwrap()));
+                assert_eq!(
+                    groups.first_violation(&view),
+                    None,
+                    "{method}: {} at call {i}",
+                    l.path
+                );
+            }
+        }
+    }
+    for method in [Method::Snip, Method::Prune, Method::Ste] {
+        let dst = DstConfig::new(method)
+            .with_frequency(2)
+            .with_end_step(4)
+            .with_pruning_scope(PruningScope::Global);
+        let sparsity = SparsityConfig::uniform(0.9).with_structure(Structure::Unstructured);
+        let (mut model, mut trainer) =
+            SparseTrainer::init(Mlp::new(&device), &sparsity, dst).unwrap();
+        let total: usize = trainer.plan().unwrap().n_active();
+        let mut optim = SgdConfig::new().init();
+        for i in 0..8 {
+            let grads = model.grads(i, &device);
+            model = trainer.step(model, &mut optim, 0.1, grads).unwrap().model;
+        }
+        let nnz: usize = masks(&model)
+            .iter()
+            .map(|m| m.iter().filter(|&&b| b).count())
+            .sum();
+        // SNIP keeps the plan's total; pruning ends at model_pruning's rounding of each layer.
+        assert!(
+            nnz.abs_diff(total) <= 3,
+            "{method}: {nnz} active, plan {total}"
+        );
+    }
+}
+
 /// With every Vulkan driver and EGL vendor hidden, wgpu finds no adapter: `check_device` says
 /// so with a typed error instead of the backend's panic. Runs in a child process (the
 /// backend's device registry is process-wide).
