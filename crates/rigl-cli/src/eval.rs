@@ -91,6 +91,7 @@ pub fn run(args: &EvalArgs, out: &mut dyn Write) -> Result<(), CliError> {
         device: &device,
         weights: args.weights.as_deref(),
         export: args.export.as_deref(),
+        structure: s.structure,
     })?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
@@ -126,6 +127,8 @@ struct Evaluate<'a> {
     device: &'a Device,
     weights: Option<&'a Path>,
     export: Option<&'a Path>,
+    /// The run's mask structure (N:M layers are counted with index bits).
+    structure: rigl_core::Structure,
 }
 
 impl WithModel for Evaluate<'_> {
@@ -147,7 +150,14 @@ fn evaluate_run<M: Classifier, A: SparseArchitecture>(
         None => load_checkpoint_model(how.dir.join("checkpoint.ckpt"), model, how.device)?.model,
     };
     let (test_accuracy, test_loss) = evaluate(&model, how.test_set, how.device);
-    let count = count_model(&model, arch, &CountOptions::default())?;
+    let count = count_model(
+        &model,
+        arch,
+        &CountOptions {
+            structure: how.structure,
+            ..CountOptions::default()
+        },
+    )?;
     let export_bytes = match how.export {
         Some(path) => Some(SparseInference::save(&model, path)?.bytes),
         None => None,

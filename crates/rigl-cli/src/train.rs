@@ -1368,6 +1368,49 @@ mod tests {
         assert!(err.to_string().contains("not a run directory"));
     }
 
+    /// A 1:4 run: `rigl train` and `rigl eval` count its layers with two index bits per kept
+    /// weight, and the masks keep one of every four inputs.
+    #[test]
+    fn structured_run_is_counted_with_index_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = mnist_args(dir.path(), &["--epochs", "1"]);
+        // 1:4 fixes the sparsity (0.75); the output layer stays dense.
+        let at = args.iter().position(|a| a == "--sparsity").unwrap();
+        args[at + 1] = "0.75".into();
+        let at = args.iter().position(|a| a == "--distribution").unwrap();
+        args[at + 1] = "uniform".into();
+        args.extend(
+            [
+                "--structure",
+                "1:4",
+                "--last-layer-sparsity",
+                "0",
+                "--train-subset",
+                "500",
+                "--delta-t",
+                "2",
+                "--end-step",
+                "4",
+            ]
+            .map(String::from),
+        );
+        cli(args, &mut Vec::new()).unwrap();
+        let summary: Summary = read_json(&dir.path().join("summary.json")).unwrap();
+        assert_eq!(summary.nnz, 58_800 + 7_500 + 1_000);
+        let bits = (58_800.0 + 300.0 + 7_500.0 + 100.0 + 1_000.0 + 10.0) * 32.0
+            + 2.0 * (58_800.0 + 7_500.0);
+        assert!(
+            (summary.size_mb - bits / 8e6).abs() < 1e-12,
+            "{}",
+            summary.size_mb
+        );
+        let mut out = Vec::new();
+        let path = dir.path().to_str().unwrap();
+        cli(["rigl", "eval", "--json", "--checkpoint", path], &mut out).unwrap();
+        let eval: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!((eval["size_mb"].as_f64().unwrap() - bits / 8e6).abs() < 1e-12);
+    }
+
     /// Stopping after one epoch and resuming gives the uninterrupted run's results exactly.
     #[test]
     fn resume_matches_an_uninterrupted_run() {
