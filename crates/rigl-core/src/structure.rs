@@ -242,11 +242,6 @@ impl Groups {
             .collect()
     }
 
-    /// The active positions of every group of `mask` (a flat view), read in one transfer.
-    pub fn active_per_group(&self, mask: Tensor<1, Bool>) -> Vec<usize> {
-        crate::mask::counts_to_host(self.group_counts(mask))
-    }
-
     /// The active positions of each group of a view `mask`, on its device (read several
     /// layers' at once with one transfer by concatenating them).
     pub fn group_counts(&self, mask: Tensor<1, Bool>) -> Tensor<1, Int> {
@@ -373,7 +368,10 @@ mod tests {
             ),
             &device,
         );
-        assert_eq!(g.active_per_group(mask.clone()), [1, 1, 1, 2, 0, 1]);
+        assert_eq!(
+            crate::mask::counts_to_host(g.group_counts(mask.clone())),
+            [1, 1, 1, 2, 0, 1]
+        );
         assert_eq!(g.first_violation(&bools_to_host(mask)), Some((3, 2)));
     }
 

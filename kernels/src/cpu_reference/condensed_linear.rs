@@ -109,11 +109,6 @@ impl Condensed {
     pub fn indices(&self) -> &[u32] {
         &self.indices
     }
-
-    /// Bytes of the condensed weight: 4 per value and 4 per index.
-    pub fn bytes(&self) -> usize {
-        8 * self.values.len()
-    }
 }
 
 /// `y = x W` for a condensed `W`: `y[b, j] = sum_t values[j, t] * x[b, indices[j, t]]`, the sum
@@ -169,7 +164,6 @@ mod tests {
         );
         let y = condensed_linear(&[1.0, 2.0, 3.0, -1.0, 0.5, 0.0], 2, &w).unwrap();
         assert_eq!(y, [1.0 + 9.0, 40.0 + 90.0, -1.0, 10.0]);
-        assert_eq!(w.bytes(), 32);
     }
 
     #[test]

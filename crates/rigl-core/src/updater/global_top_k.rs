@@ -16,6 +16,7 @@
 
 use super::{LayerSlot, UpdateInput};
 use crate::error::{Result, SparsityError};
+use crate::structure::Groups;
 use burn::tensor::{Bool, Tensor};
 use rigl_kernels::{Segment, segmented_top_k_mask_abs};
 use serde::{Deserialize, Serialize};
@@ -100,13 +101,16 @@ pub fn global_top_k_mask(
         .filter(|l| l.global)
         .map(|l| l.len)
         .sum();
+    // The selection's segments and the layer each names in an error (the pool: its first).
     let mut segments = Vec::with_capacity(order.len());
+    let mut layer_of = Vec::with_capacity(order.len());
     if pool_len > 0 {
         segments.push(Segment {
             offset: 0,
             len: pool_len,
             k: pooled,
         });
+        layer_of.push(order[0]);
     }
     let mut offset = pool_len;
     let mut parts = Vec::with_capacity(order.len());
@@ -127,6 +131,7 @@ pub fn global_top_k_mask(
                 len: l.len,
                 k: k(l),
             });
+            layer_of.push(i);
             offset += l.len;
             parts.push(part);
         }
@@ -148,12 +153,6 @@ pub fn global_top_k_mask(
                     source: e,
                 };
             }
-            // Segment s >= 1 (with a pool) is a layer of `order`'s tail.
-            let first_own = usize::from(pool_len > 0);
-            let own = &order[order.len() - (segments.len() - first_own)..];
-            let layer_of: Vec<usize> = (0..segments.len())
-                .map(|s| own[s.saturating_sub(first_own).min(own.len().saturating_sub(1))])
-                .collect();
             input.select_error_in(e, &layer_of)
         })?
         .mask;
@@ -166,6 +165,29 @@ pub fn global_top_k_mask(
         at += len;
     }
     Ok(Tensor::cat(back.into_iter().flatten().collect(), 0))
+}
+
+/// The top `|scores|` a pruning method keeps in `scope`: per layer, `k(layer)` in each
+/// unstructured layer and `per_group(layer, groups)` in every group of a structured one; with a
+/// global scope, the layers of the pool share the sum of their `k` ([`global_top_k_mask`]).
+///
+/// # Errors
+/// As [`global_top_k_mask`], and the selection's errors naming the layer.
+pub fn scoped_top_k_mask(
+    input: &UpdateInput,
+    scores: Tensor<1>,
+    scope: PruningScope,
+    k: impl Fn(&LayerSlot) -> usize,
+    per_group: impl Fn(&LayerSlot, &Groups) -> usize,
+) -> Result<Tensor<1, Bool>> {
+    if scope.is_global() {
+        let pooled = input.layers.iter().filter(|l| l.global).map(&k).sum();
+        return global_top_k_mask(input, scores, scope, k, pooled);
+    }
+    let segs = input.layer_segments(k, per_group);
+    Ok(segmented_top_k_mask_abs(scores, None, &segs.segments)
+        .map_err(|e| input.select_error_in(e, &segs.layer_of))?
+        .mask)
 }
 
 #[cfg(test)]

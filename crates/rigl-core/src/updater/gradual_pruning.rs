@@ -25,13 +25,12 @@
 
 use super::{
     MaskUpdater, Method, MethodState, PruningScope, UpdateContext, UpdateDecision, UpdateInput,
-    global_top_k_mask,
+    scoped_top_k_mask,
 };
 use crate::error::{Result, SparsityError};
 use crate::schedule::{UpdateSchedule, gradual_sparsity};
 use crate::structure::Groups;
 use burn::tensor::{Device, Tensor, TensorData};
-use rigl_kernels::segmented_top_k_mask_abs;
 use std::collections::HashMap;
 
 /// Prunes by magnitude on the cubic schedule; its state is each layer's smoothed threshold
@@ -46,7 +45,7 @@ impl GradualPruning {
     /// Gradual pruning ranking each layer on its own ([`PruningScope::Layer`], model_pruning)
     /// or the layers the distribution sets together: at each update they keep the sum of what
     /// they would keep on their own, chosen by one ranking of `|w|` (see
-    /// [`global_top_k_mask`]; no threshold smoothing).
+    /// [`global_top_k_mask`](super::global_top_k_mask); no threshold smoothing).
     pub fn new(scope: PruningScope) -> Self {
         Self {
             thresholds: HashMap::new(),
@@ -64,6 +63,19 @@ impl GradualPruning {
 }
 
 impl GradualPruning {
+    /// The active counts a mask of `layer` may hold while it ramps on the cubic schedule (this
+    /// method's and straight-through pruning's bounds): from the final
+    /// `round_half_even(f32(n) * (1 - f32(s)))` (which may be one below the plan's
+    /// `n - floor(s * n)`) to every weight; any count for a layer a global ranking pools.
+    pub fn ramp_bounds(scope: PruningScope, layer: &crate::plan::PlannedLayer) -> (usize, usize) {
+        let n = layer.numel();
+        if scope.is_global() && layer.role.follows_distribution() {
+            return (0, n);
+        }
+        let last = ((n as f32 * (1.0 - layer.sparsity as f32)).round_ties_even() as usize).min(n);
+        (last.min(layer.n_active), n)
+    }
+
     /// Connections a group of a structured layer keeps at the update of `ctx`: the group's
     /// positions at the cubic ramp towards its final `k`,
     /// `round_half_even(f32(len) * (1 - s_t))` with `s_f = 1 - k / len`, never below `k`.
@@ -106,12 +118,7 @@ impl MaskUpdater for GradualPruning {
     /// Pruning ends at `round_half_even(f32(n) * (1 - f32(s)))` ([`kept_at`](Self::kept_at) at
     /// the end step), which may be one below the plan's `n - floor(s * n)`.
     fn active_bounds(&self, layer: &crate::plan::PlannedLayer, _updates: u64) -> (usize, usize) {
-        let n = layer.numel();
-        if self.scope.is_global() && layer.role.follows_distribution() {
-            return (0, n);
-        }
-        let last = ((n as f32 * (1.0 - layer.sparsity as f32)).round_ties_even() as usize).min(n);
-        (last.min(layer.n_active), n)
+        Self::ramp_bounds(self.scope, layer)
     }
 
     fn load_state(&mut self, state: MethodState) -> Result<()> {
@@ -138,30 +145,28 @@ impl MaskUpdater for GradualPruning {
     }
 
     fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
-        if self.scope.is_global() {
-            let kept = |l: &super::LayerSlot| Self::kept_at(l.len, l.target_sparsity, ctx);
-            let pooled = input.layers.iter().filter(|l| l.global).map(kept).sum();
-            let mask = global_top_k_mask(input, input.weights.clone(), self.scope, kept, pooled)?;
-            return Ok(UpdateDecision {
-                reset: input.nothing(),
-                mask,
-                changes: None,
-            });
-        }
         let kept: Vec<usize> = input
             .layers
             .iter()
             .map(|l| Self::kept_at(l.len, l.target_sparsity, ctx))
             .collect();
         // Structured layers ramp every group from dense to its `k` on the same cubic schedule
-        // and keep exactly the top `k_t` of each group (no threshold).
-        let segs = input.layer_segments(
+        // and keep exactly the top `k_t` of each group (no threshold); a global ranking keeps
+        // its top k exactly too.
+        let top = scoped_top_k_mask(
+            input,
+            input.weights.clone(),
+            self.scope,
             |l| Self::kept_at(l.len, l.target_sparsity, ctx),
             |_, g| Self::kept_in_group(g, ctx),
-        );
-        let top = segmented_top_k_mask_abs(input.weights.clone(), None, &segs.segments)
-            .map_err(|e| input.select_error_in(e, &segs.layer_of))?
-            .mask;
+        )?;
+        if self.scope.is_global() {
+            return Ok(UpdateDecision {
+                reset: input.nothing(),
+                mask: top,
+                changes: None,
+            });
+        }
         let magnitude = input.weights.clone().abs();
         let decay = ctx.threshold_decay;
         let mut thresholds = Vec::with_capacity(input.layers.len());

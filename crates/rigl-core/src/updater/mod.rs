@@ -24,7 +24,7 @@ mod snip;
 mod static_rezero;
 mod ste_magnitude;
 
-pub use global_top_k::{PruningScope, global_top_k_mask};
+pub use global_top_k::{PruningScope, global_top_k_mask, scoped_top_k_mask};
 pub use gradual_pruning::GradualPruning;
 pub use rigl::Rigl;
 pub use scratch::Scratch;

@@ -6,14 +6,13 @@
 //! With a global [`PruningScope`] the layers the distribution sets share one ranking (the
 //! original SNIP ranks all connections together; jaxpruner's `GlobalSaliencyPruning` divides
 //! each layer's scores by their L2 norm first): they keep the sum of their planned counts
-//! between them (see [`global_top_k_mask`]).
+//! between them (see [`global_top_k_mask`](super::global_top_k_mask)).
 
 use super::{
     MaskUpdater, Method, PruningScope, UpdateContext, UpdateDecision, UpdateInput,
-    global_top_k_mask,
+    scoped_top_k_mask,
 };
 use crate::error::Result;
-use rigl_kernels::segmented_top_k_mask_abs;
 
 /// One-shot pruning at initialisation by connection sensitivity.
 #[derive(Clone, Copy, Debug, Default)]
@@ -80,26 +79,14 @@ impl MaskUpdater for Snip {
             grad + input.weights.clone().mul_scalar(ctx.weight_decay as f32)
         };
         let sensitivity = grad * input.weights.clone();
-        if self.scope.is_global() {
-            let pooled = input
-                .layers
-                .iter()
-                .filter(|l| l.global)
-                .map(|l| l.target_active)
-                .sum();
-            let mask =
-                global_top_k_mask(input, sensitivity, self.scope, |l| l.target_active, pooled)?;
-            return Ok(UpdateDecision {
-                reset: input.nothing(),
-                mask,
-                changes: None,
-            });
-        }
         // Structured layers keep the top `k` of every group.
-        let segs = input.layer_segments(|l| l.target_active, |_, g| g.k);
-        let mask = segmented_top_k_mask_abs(sensitivity, None, &segs.segments)
-            .map_err(|e| input.select_error_in(e, &segs.layer_of))?
-            .mask;
+        let mask = scoped_top_k_mask(
+            input,
+            sensitivity,
+            self.scope,
+            |l| l.target_active,
+            |_, g| g.k,
+        )?;
         Ok(UpdateDecision {
             reset: input.nothing(),
             mask,

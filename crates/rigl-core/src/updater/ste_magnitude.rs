@@ -17,10 +17,9 @@
 
 use super::{
     GradualPruning, LayerSlot, MaskUpdater, Method, PruningScope, UpdateContext, UpdateDecision,
-    UpdateInput, global_top_k_mask,
+    UpdateInput, scoped_top_k_mask,
 };
 use crate::error::Result;
-use rigl_kernels::segmented_top_k_mask_abs;
 
 /// Straight-through magnitude pruning: dense weights, sparse forward pass, mask recomputed
 /// at every step.
@@ -63,25 +62,17 @@ impl MaskUpdater for SteMagnitude {
     }
 
     fn active_bounds(&self, layer: &crate::plan::PlannedLayer, _updates: u64) -> (usize, usize) {
-        let n = layer.numel();
-        if self.scope.is_global() && layer.role.follows_distribution() {
-            return (0, n);
-        }
-        let last = ((n as f32 * (1.0 - layer.sparsity as f32)).round_ties_even() as usize).min(n);
-        (last.min(layer.n_active), n)
+        GradualPruning::ramp_bounds(self.scope, layer)
     }
 
     fn update(&mut self, ctx: &UpdateContext, input: &UpdateInput) -> Result<UpdateDecision> {
-        let kept = |l: &LayerSlot| GradualPruning::kept_at(l.len, l.target_sparsity, ctx);
-        let mask = if self.scope.is_global() {
-            let pooled = input.layers.iter().filter(|l| l.global).map(kept).sum();
-            global_top_k_mask(input, input.weights.clone(), self.scope, kept, pooled)?
-        } else {
-            let segs = input.layer_segments(kept, |_, g| GradualPruning::kept_in_group(g, ctx));
-            segmented_top_k_mask_abs(input.weights.clone(), None, &segs.segments)
-                .map_err(|e| input.select_error_in(e, &segs.layer_of))?
-                .mask
-        };
+        let mask = scoped_top_k_mask(
+            input,
+            input.weights.clone(),
+            self.scope,
+            |l: &LayerSlot| GradualPruning::kept_at(l.len, l.target_sparsity, ctx),
+            |_, g| GradualPruning::kept_in_group(g, ctx),
+        )?;
         Ok(UpdateDecision {
             reset: input.nothing(),
             mask,
